@@ -1,0 +1,182 @@
+"""Docker's container JSON <-> engine records. Docker shapes live here and nowhere else."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from ..errors import InvalidParameter
+from ..store.records import ContainerConfig, ContainerRecord, HostConfig, MountRequest
+from .jsonfields import get_bool, get_dict, get_int, get_str, get_str_list, get_str_map
+from .timefmt import human_duration, rfc3339
+
+_C, _H = "Config", "HostConfig"
+
+
+def parse_create(body: dict) -> tuple[ContainerConfig, HostConfig]:
+    host = get_dict(body, "HostConfig", "ContainerConfigWrapper")
+    image = get_str(body, "Image", _C)
+    if not image:
+        raise InvalidParameter("No image was specified")
+    config = ContainerConfig(
+        image=image,
+        cmd=get_str_list(body, "Cmd", _C),
+        entrypoint=get_str_list(body, "Entrypoint", _C),
+        env=get_str_list(body, "Env", _C) or [],
+        working_dir=get_str(body, "WorkingDir", _C),
+        user=get_str(body, "User", _C),
+        labels=get_str_map(body, "Labels", _C),
+        hostname=get_str(body, "Hostname", _C),
+        domainname=get_str(body, "Domainname", _C),
+        tty=get_bool(body, "Tty", _C),
+        open_stdin=get_bool(body, "OpenStdin", _C),
+        stdin_once=get_bool(body, "StdinOnce", _C),
+        attach_stdin=get_bool(body, "AttachStdin", _C),
+        attach_stdout=get_bool(body, "AttachStdout", _C),
+        attach_stderr=get_bool(body, "AttachStderr", _C),
+        exposed_ports=sorted(get_dict(body, "ExposedPorts", _C)),
+        volumes=sorted(get_dict(body, "Volumes", _C)),
+        stop_signal=get_str(body, "StopSignal", _C),
+        stop_timeout=get_int(body, "StopTimeout", _C, default=-2) if body.get("StopTimeout") is not None else None,
+    )
+    if config.working_dir and not config.working_dir.startswith("/"):
+        raise InvalidParameter(f"the working directory '{config.working_dir}' is invalid, it needs to be an absolute path")
+    for item in config.env:
+        if item.startswith("="):
+            raise InvalidParameter(f"invalid environment variable: {item}")
+    restart = get_dict(host, "RestartPolicy", _H)
+    log_config = get_dict(host, "LogConfig", _H)
+    if get_str(log_config, "Type", "LogConfig") not in ("", "json-file", "k8s-file", "local"):
+        raise InvalidParameter(f"logging driver {log_config['Type']} is not supported by this node")
+    pids = get_int(host, "PidsLimit", _H) if host.get("PidsLimit") is not None else 0
+    hc = HostConfig(
+        binds=get_str_list(host, "Binds", _H) or [],
+        mounts=[_mount(m) for m in (host.get("Mounts") or [])],
+        tmpfs=get_str_map(host, "Tmpfs", _H),
+        memory=get_int(host, "Memory", _H),
+        memory_swap=get_int(host, "MemorySwap", _H),
+        nano_cpus=get_int(host, "NanoCpus", _H),
+        cpu_shares=get_int(host, "CpuShares", _H),
+        cpu_period=get_int(host, "CpuPeriod", _H),
+        cpu_quota=get_int(host, "CpuQuota", _H),
+        pids_limit=pids,
+        readonly_rootfs=get_bool(host, "ReadonlyRootfs", _H),
+        auto_remove=get_bool(host, "AutoRemove", _H),
+        restart_policy=get_str(restart, "Name", "RestartPolicy") or "no",
+        restart_max_retries=get_int(restart, "MaximumRetryCount", "RestartPolicy"),
+        network_mode=get_str(host, "NetworkMode", _H) or "default",
+    )
+    if get_bool(host, "Privileged", _H):
+        raise InvalidParameter("privileged containers are not supported: every container is isolated")
+    return config, hc
+
+
+def _mount(m) -> MountRequest:
+    if not isinstance(m, dict):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.Mounts of type mount.Mount")
+    tmpfs = get_dict(m, "TmpfsOptions", "Mount")
+    return MountRequest(type=get_str(m, "Type", "Mount"), source=get_str(m, "Source", "Mount"),
+                        target=get_str(m, "Target", "Mount"), read_only=get_bool(m, "ReadOnly", "Mount"),
+                        tmpfs_size=get_int(tmpfs, "SizeBytes", "TmpfsOptions"),
+                        tmpfs_mode=get_int(tmpfs, "Mode", "TmpfsOptions"))
+
+
+def _state(rec: ContainerRecord) -> dict:
+    s = rec.state
+    return {"Status": s.status if s.status != "removing" else "removing", "Running": s.status == "running",
+            "Paused": False, "Restarting": False, "OOMKilled": s.oom_killed, "Dead": s.status == "dead",
+            "Pid": s.pid, "ExitCode": s.exit_code, "Error": s.error,
+            "StartedAt": rfc3339(s.started_at), "FinishedAt": rfc3339(s.finished_at)}
+
+
+def config_json(rec: ContainerRecord) -> dict:
+    c = rec.config
+    out = {"Hostname": c.hostname, "Domainname": c.domainname, "User": c.user,
+           "AttachStdin": c.attach_stdin, "AttachStdout": c.attach_stdout, "AttachStderr": c.attach_stderr,
+           "Tty": c.tty, "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once, "Env": c.env,
+           "Cmd": c.cmd, "Image": c.image, "Volumes": {v: {} for v in c.volumes} or None,
+           "WorkingDir": c.working_dir, "Entrypoint": c.entrypoint, "OnBuild": None, "Labels": c.labels}
+    if c.exposed_ports:
+        out["ExposedPorts"] = {p: {} for p in c.exposed_ports}
+    if c.stop_signal:
+        out["StopSignal"] = c.stop_signal
+    if c.stop_timeout is not None:
+        out["StopTimeout"] = c.stop_timeout
+    return out
+
+
+def host_config_json(h: HostConfig) -> dict:
+    return {"Binds": h.binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "k8s-file", "Config": {}},
+            "NetworkMode": h.network_mode, "PortBindings": {},
+            "RestartPolicy": {"Name": h.restart_policy, "MaximumRetryCount": h.restart_max_retries},
+            "AutoRemove": h.auto_remove, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+            "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private",
+            "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+            "PublishAllPorts": False, "ReadonlyRootfs": h.readonly_rootfs, "SecurityOpt": None,
+            "Tmpfs": h.tmpfs or None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "crun",
+            "Isolation": "", "CpuShares": h.cpu_shares, "Memory": h.memory, "NanoCpus": h.nano_cpus,
+            "CgroupParent": "", "BlkioWeight": 0, "CpuPeriod": h.cpu_period, "CpuQuota": h.cpu_quota,
+            "CpusetCpus": "", "CpusetMems": "", "Devices": [], "MemoryReservation": 0,
+            "MemorySwap": h.memory_swap, "MemorySwappiness": None, "OomKillDisable": False,
+            "PidsLimit": h.pids_limit or None, "Ulimits": [],
+            "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
+                       for m in h.mounts] or None}
+
+
+def mounts_json(rec: ContainerRecord) -> list[dict]:
+    out = []
+    for m in rec.mounts:
+        item = {"Type": m.type, "Source": m.source, "Destination": m.destination, "Mode": m.mode,
+                "RW": m.rw, "Propagation": "rprivate" if m.type == "bind" else ""}
+        if m.type == "volume":
+            item = {"Type": "volume", "Name": m.name, "Source": m.source, "Destination": m.destination,
+                    "Driver": "local", "Mode": m.mode, "RW": m.rw, "Propagation": ""}
+        elif m.type == "tmpfs":
+            item = {"Type": "tmpfs", "Source": "", "Destination": m.destination, "Mode": m.options,
+                    "RW": True, "Propagation": ""}
+        out.append(item)
+    return out
+
+
+def _network_settings() -> dict:
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {}}
+
+
+def inspect_json(rec: ContainerRecord, log_path: str) -> dict:
+    return {
+        "Id": rec.id, "Created": rfc3339(rec.created), "Path": rec.path, "Args": rec.args,
+        "State": _state(rec), "Image": rec.image_id, "ResolvConfPath": "", "HostnamePath": "",
+        "HostsPath": "", "LogPath": log_path, "Name": "/" + rec.name, "RestartCount": rec.restart_count,
+        "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": None, "HostConfig": host_config_json(rec.host_config),
+        "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": mounts_json(rec),
+        "Config": config_json(rec), "NetworkSettings": _network_settings(),
+        "Node": {"Name": rec.node}, "Tenant": rec.tenant,
+    }
+
+
+def status_text(rec: ContainerRecord, now_ns: int | None = None) -> str:
+    now = now_ns or time.time_ns()
+    s = rec.state
+    if s.status == "running":
+        return "Up " + human_duration((now - s.started_at) / 1e9)
+    if s.status == "removing":
+        return "Removal In Progress"
+    if s.status == "exited" and s.finished_at:
+        return f"Exited ({s.exit_code}) {human_duration((now - s.finished_at) / 1e9)} ago"
+    if s.status == "dead":
+        return "Dead"
+    return "Created"
+
+
+def summary_json(rec: ContainerRecord) -> dict:
+    command = " ".join(shlex.quote(a) if " " in a else a for a in [rec.path, *rec.args])
+    return {"Id": rec.id, "Names": ["/" + rec.name], "Image": rec.config.image, "ImageID": rec.image_id,
+            "Command": command, "Created": rec.created // 1_000_000_000, "Ports": [],
+            "Labels": rec.config.labels, "State": rec.state.status, "Status": status_text(rec),
+            "HostConfig": {"NetworkMode": rec.host_config.network_mode}, "NetworkSettings": {"Networks": {}},
+            "Mounts": mounts_json(rec)}

@@ -1,0 +1,96 @@
+"""Attach (and later exec start) over a hijacked connection: validate, upgrade, pump, close cleanly."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import trio
+
+from ..engine.attach import AttachOptions
+from ..errors import ApplianceError
+from .errors import status_and_message
+from .framing import MUX_CONTENT_TYPE, RAW_CONTENT_TYPE, encoder
+from .front import HijackConnection, HijackRequest
+from ..errors import InvalidParameter
+from .version import at_least, check_version
+
+log = logging.getLogger(__name__)
+
+_ATTACH = re.compile(r"^/containers/([^/]+)/attach$")
+_DRAIN_SECONDS = 2
+
+
+def _flag(req: HijackRequest, name: str) -> bool:
+    return req.arg(name).lower() in ("1", "true", "yes")
+
+
+class _Client:
+    """The engine's AttachClient over the raw connection."""
+
+    def __init__(self, conn: HijackConnection, tty: bool):
+        self._conn, self._encode = conn, encoder(tty)
+        self.stdin_closed = False
+
+    async def receive_stdin(self) -> bytes:
+        try:
+            data = await self._conn.receive_some()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.stdin_closed = True
+        return data
+
+    async def send_output(self, stream: int, data: bytes) -> None:
+        await self._conn.stream.send_all(self._encode(stream, data))
+
+    async def close_output(self) -> None:
+        send_eof = getattr(self._conn.stream, "send_eof", None)
+        if send_eof is not None:
+            try:
+                await send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+
+async def _drain(conn: HijackConnection, client: _Client | None) -> None:
+    """Read until the client closes, so unread stdin does not turn our close into an RST."""
+    if client is not None and client.stdin_closed:
+        return
+    with trio.move_on_after(_DRAIN_SECONDS):
+        try:
+            while await conn.receive_some():
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def make_hijack_handler(engine):
+    async def handle(req: HijackRequest, conn: HijackConnection) -> None:
+        client: _Client | None = None
+        try:
+            version = check_version(req.version)
+            m = _ATTACH.match(req.path)
+            if not m:
+                raise InvalidParameter("exec is not available on this node yet")
+            opts = AttachOptions(stdin=_flag(req, "stdin"), stdout=_flag(req, "stdout"),
+                                 stderr=_flag(req, "stderr"), stream=_flag(req, "stream"),
+                                 logs=_flag(req, "logs"))
+
+            async def get_streams(tty: bool) -> _Client:
+                nonlocal client
+                mux = not tty and at_least(version, "1.42")
+                await conn.upgrade_to_raw(MUX_CONTENT_TYPE if mux else RAW_CONTENT_TYPE)
+                client = _Client(conn, tty)
+                return client
+
+            await engine.containers.attach(m.group(1), opts, get_streams)
+        except ApplianceError as exc:
+            if conn.responded:  # after the upgrade an error can only end the stream
+                log.info("attach ended: %s", exc.message)
+            else:
+                status, message = status_and_message(exc)
+                await conn.send_error(status, message)
+        await _drain(conn, client)
+
+    return handle

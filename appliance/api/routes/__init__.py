@@ -1,0 +1,1 @@
+"""One blueprint factory per API area; each takes the engine and stays thin: parse, call, serialise."""

@@ -1,0 +1,24 @@
+"""The one engine layer: container, image and volume semantics over the store and the runtime.
+
+HTTP routes, the hijack path and (later) the cluster forwarder all call these services; none of
+them touch LMDB or crun directly. Nothing here imports quart, hypercorn or api/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .containers import ContainerService
+from .events import EventLog
+from .images import ImageService
+from .system import HostFacts
+from .volumes import VolumeService
+
+
+@dataclass(frozen=True)
+class Engine:
+    facts: HostFacts
+    events: EventLog
+    images: ImageService
+    volumes: VolumeService
+    containers: ContainerService

@@ -1,0 +1,69 @@
+"""The attach pump: conmon's attach socket <-> one hijacked client, for routes and forwarder alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+
+@dataclass(frozen=True)
+class AttachOptions:
+    stdin: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    stream: bool = True
+    logs: bool = False
+
+
+class AttachClient(Protocol):
+    """What the caller (hijack handler or forwarder) gives the engine once it has upgraded."""
+
+    async def receive_stdin(self) -> bytes: ...  # b"" at the client's half-close
+
+    async def send_output(self, stream: int, data: bytes) -> None: ...
+
+    async def close_output(self) -> None: ...
+
+
+class RuntimeAttach(Protocol):
+    async def receive(self) -> tuple[int, bytes] | None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class AttachConns:
+    output: RuntimeAttach
+    stdin: RuntimeAttach | None  # a second connection, so closing it delivers EOF to the container
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.output.aclose()
+            if self.stdin is not None:
+                await self.stdin.aclose()
+
+
+async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, stdin_once: bool) -> None:
+    """Copy until the container's output ends; stdin EOF closes the container's stdin if stdin_once."""
+
+    async def copy_stdin() -> None:
+        while data := await client.receive_stdin():
+            if conns.stdin is not None:
+                await conns.stdin.send(data)
+        if conns.stdin is not None and stdin_once:
+            await conns.stdin.aclose()
+            conns.stdin = None
+
+    async with trio.open_nursery() as nursery:
+        if opts.stdin:
+            nursery.start_soon(copy_stdin)
+        while (item := await conns.output.receive()) is not None:
+            stream, data = item
+            if (stream == 1 and opts.stdout) or (stream == 2 and opts.stderr):
+                await client.send_output(stream, data)
+        await client.close_output()
+        nursery.cancel_scope.cancel()

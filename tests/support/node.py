@@ -1,0 +1,145 @@
+"""Start a real `appliance serve` process for a test and tear down everything it made."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOCKER = os.environ.get("APPLIANCE_TEST_DOCKER", "/usr/local/bin/docker")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Node:
+    data_root: Path
+    name: str
+    docker_host: str
+    proc: subprocess.Popen
+    log_path: Path
+    docker_config: Path
+    extra_env: dict = field(default_factory=dict)
+
+    def env(self) -> dict:
+        return {**os.environ, "DOCKER_HOST": self.docker_host, "DOCKER_CONFIG": str(self.docker_config),
+                **self.extra_env}
+
+    def docker(self, *args: str, input: bytes | str | None = None, check: bool = True,
+               timeout: float = 60) -> subprocess.CompletedProcess:
+        if isinstance(input, str):
+            input = input.encode()
+        res = subprocess.run([DOCKER, *args], input=input, capture_output=True, timeout=timeout,
+                             env=self.env(), stdin=None if input is not None else subprocess.DEVNULL)
+        if check and res.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} -> rc {res.returncode}\n"
+                                 f"stdout: {res.stdout.decode(errors='replace')}\n"
+                                 f"stderr: {res.stderr.decode(errors='replace')}\n"
+                                 f"node log tail:\n{self.log_tail()}")
+        return res
+
+    def out(self, *args: str, **kw) -> str:
+        return self.docker(*args, **kw).stdout.decode().strip()
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start_node(data_root: Path, *, name: str | None = None, extra_args: tuple[str, ...] = (),
+               timeout: float = 30, program: tuple[str, ...] = (sys.executable, "-m", "appliance")) -> Node:
+    data_root.mkdir(parents=True, exist_ok=True)
+    name = name or f"t{secrets.token_hex(4)}"
+    sock = data_root / "docker.sock"
+    log_path = data_root / "node.log"
+    cmd = [*program, "serve", "--data-root", str(data_root),
+           "-H", f"unix://{sock}", "--node-name", name, "--log-level", "debug", *extra_args]
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    log.close()
+    deadline = time.monotonic() + timeout
+    line = b""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(b"export DOCKER_HOST="):
+            break
+        if proc.poll() is not None:
+            raise RuntimeError(f"node exited with {proc.returncode}:\n{log_path.read_text()}")
+    else:
+        proc.kill()
+        raise RuntimeError(f"node not ready after {timeout}s:\n{log_path.read_text()}")
+    host = line.decode().strip().split("=", 1)[1]
+    config_dir = data_root / "docker-config"
+    config_dir.mkdir(exist_ok=True)
+    return Node(data_root=data_root, name=name, docker_host=host, proc=proc, log_path=log_path,
+                docker_config=config_dir)
+
+
+def stop_node(node: Node, *, sig: int = signal.SIGTERM) -> None:
+    if node.proc.poll() is None:
+        node.proc.send_signal(sig)
+        try:
+            node.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.wait(5)
+    if node.proc.stdout:
+        node.proc.stdout.close()
+
+
+def _pids_of_node(data_root: Path) -> list[int]:
+    """conmon monitors (and their containers) this node started: found by their bundle paths."""
+    pids = []
+    marker = str(data_root).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if cmdline.startswith(b"conmon\0") or b"/conmon\0" in cmdline.split(b"\0", 1)[0] + b"\0":
+            if marker in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def destroy_node(node: Node) -> None:
+    """Remove containers through the API, stop the node, then clean what could be left."""
+    if node.proc.poll() is None:
+        ids = node.docker("ps", "-aq", check=False).stdout.decode().split()
+        if ids:
+            node.docker("rm", "-f", *ids, check=False, timeout=60)
+    stop_node(node)
+    for pid in _pids_of_node(node.data_root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    release_node_leftovers(node.data_root, node.name)
+
+
+def release_node_leftovers(data_root: Path, name: str) -> None:
+    subprocess.run([sys.executable, "-m", "appliance", "release-namespace", "--data-root", str(data_root)],
+                   cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / "appliance" / name
+        if parent.is_dir():
+            for child in sorted(parent.rglob("*"), reverse=True):
+                if child.is_dir():
+                    try:
+                        child.rmdir()
+                    except OSError:
+                        pass
+            try:
+                parent.rmdir()
+            except OSError:
+                pass

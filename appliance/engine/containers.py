@@ -511,11 +511,11 @@ class ContainerService:
     async def attach(self, ref: str, opts: AttachOptions,
                      get_streams: Callable[[bool], Awaitable[AttachClient]]) -> None:
         rec = self.get(ref)
-        if rec.state.status not in ("created", "running"):
-            raise Conflict("You cannot attach to a stopped container, start it first")
+        if rec.state.status == "removing":
+            raise Conflict(f"container {rec.id} is marked for removal")
         wants_stdin = opts.stdin and rec.config.open_stdin
         waiter = None
-        if rec.state.status == "created":
+        if rec.state.status != "running":  # `start -a` attaches first: stream from the next start
             waiter = _StartWaiter(wants_stdin)
             self._start_waiters.setdefault(rec.id, []).append(waiter)
         try:

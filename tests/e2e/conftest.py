@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.busybox import build_rootfs, rootfs_tar_bytes
-from tests.support.node import DOCKER, destroy_node, start_node
+from tests.support.node import DOCKER, destroy_node, node_data_root, start_node
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,14 @@ def busybox_tar(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, busybox_tar):
+def node(busybox_tar):
     """One real node per test module, with `busybox` imported."""
     if not Path(DOCKER).exists():
         pytest.skip(f"docker CLI not found at {DOCKER}")
-    n = start_node(tmp_path_factory.mktemp("node"))
-    try:
-        n.docker("import", str(busybox_tar), "busybox")
-        yield n
-    finally:
-        destroy_node(n)
+    with node_data_root() as root:
+        n = start_node(root)
+        try:
+            n.docker("import", str(busybox_tar), "busybox")
+            yield n
+        finally:
+            destroy_node(n)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import secrets
 import signal
 import subprocess
@@ -50,6 +53,18 @@ class Node:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+@contextlib.contextmanager
+def node_data_root():
+    """A short data root whose every ancestor is o+x, as user-namespaced container root needs
+    (pytest's own tmp dirs are 0700); removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="appl-", dir="/tmp"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def start_node(data_root: Path, *, name: str | None = None, extra_args: tuple[str, ...] = (),

@@ -76,8 +76,13 @@ def start_node(data_root: Path, *, name: str | None = None, extra_args: tuple[st
     cmd = [*program, "serve", "--data-root", str(data_root),
            "-H", f"unix://{sock}", "--node-name", name, "--log-level", "debug", *extra_args]
     log = open(log_path, "ab")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    from_source = program[1:3] == ("-m", "appliance")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if from_source:
+        env["PYTHONPATH"] = str(REPO)
+    # A zipapp must run on its own: not from the checkout's cwd or PYTHONPATH.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO if from_source else data_root,
+                            env=env)
     log.close()
     deadline = time.monotonic() + timeout
     line = b""

@@ -4,6 +4,7 @@ Task tree of `appliance serve`:
     serve (root nursery)
     ├── signal watcher          SIGTERM/SIGINT cancel the root scope (containers keep running)
     ├── ContainerService.run    supervisor nursery: one task per running container (waits on conmon)
+    ├── ExecService.run         detached execs (`docker exec -d`)
     └── Front.run               listeners; per connection: hijack handler or hypercorn TCPServer
 """
 
@@ -27,6 +28,7 @@ from .config import Config
 from .engine import Engine
 from .engine.containers import ContainerService, NodeLimits
 from .engine.events import EventLog
+from .engine.execs import ExecService
 from .engine.images import ImageService
 from .engine.system import read_host_facts
 from .engine.volumes import VolumeService
@@ -101,7 +103,8 @@ def build_engine(config: Config, runtime: Runtime) -> Engine:
     containers = ContainerService(store=store, events=events, images=images, volumes=volumes, runtime=runtime,
                                   node=node_name, tenant=config.tenant, limits=limits)
     images.set_container_index(containers)
-    return Engine(facts=facts, events=events, images=images, volumes=volumes, containers=containers)
+    return Engine(facts=facts, events=events, images=images, volumes=volumes, containers=containers,
+                  execs=ExecService(containers, runtime))
 
 
 async def _watch_signals(cancel_scope: trio.CancelScope) -> None:
@@ -120,6 +123,7 @@ async def serve(config: Config) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, nursery.cancel_scope)
         await nursery.start(engine.containers.run)
+        await nursery.start(engine.execs.run)
         await nursery.start(front.run, listeners)
         log.info("node %s ready on %s", engine.facts.node_name, ", ".join(urls))
         print(f"export DOCKER_HOST={urls[0]}", flush=True)

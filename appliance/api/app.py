@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ApplianceError, InvalidParameter
 from .errors import error_body, status_and_message
-from .routes import containers, images, system, volumes
+from .routes import containers, execs, images, system, volumes
 from .version import check_version, split_version
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ def create_app(engine) -> _VersionPrefix:
     app = QuartTrio(__name__)
     # Docker traffic streams for hours (logs -f, events, wait) and uploads GBs (load, import).
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None, MAX_CONTENT_LENGTH=None)
-    for blueprint in (system.blueprint(engine), containers.blueprint(engine), images.blueprint(engine),
-                      volumes.blueprint(engine)):
+    for blueprint in (system.blueprint(engine), containers.blueprint(engine), execs.blueprint(engine),
+                      images.blueprint(engine), volumes.blueprint(engine)):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(ApplianceError)

@@ -65,10 +65,20 @@ def parse_create(body: dict) -> tuple[ContainerConfig, HostConfig]:
         restart_policy=get_str(restart, "Name", "RestartPolicy") or "no",
         restart_max_retries=get_int(restart, "MaximumRetryCount", "RestartPolicy"),
         network_mode=get_str(host, "NetworkMode", _H) or "default",
+        console_size=_console_size(host.get("ConsoleSize")),
     )
     if get_bool(host, "Privileged", _H):
         raise InvalidParameter("privileged containers are not supported: every container is isolated")
     return config, hc
+
+
+def _console_size(value) -> tuple[int, int]:
+    if value is None:
+        return (0, 0)
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and 0 <= v <= 65535 for v in value)):
+        raise InvalidParameter("invalid ConsoleSize: want [height, width] of unsigned 16-bit integers")
+    return (value[0], value[1])
 
 
 def _mount(m) -> MountRequest:
@@ -109,7 +119,7 @@ def host_config_json(h: HostConfig) -> dict:
     return {"Binds": h.binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "k8s-file", "Config": {}},
             "NetworkMode": h.network_mode, "PortBindings": {},
             "RestartPolicy": {"Name": h.restart_policy, "MaximumRetryCount": h.restart_max_retries},
-            "AutoRemove": h.auto_remove, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+            "AutoRemove": h.auto_remove, "ConsoleSize": list(h.console_size), "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
             "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private",
             "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
             "PublishAllPorts": False, "ReadonlyRootfs": h.readonly_rootfs, "SecurityOpt": None,

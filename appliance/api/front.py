@@ -29,6 +29,7 @@ from .version import split_version
 
 log = logging.getLogger(__name__)
 
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, ConnectionError)
 _HIJACK = re.compile(r"^/(containers/[^/]+/attach|exec/[^/]+/start)$")
 _MAX_HEAD = 64 * 1024
 
@@ -64,6 +65,12 @@ class HijackConnection:
         self.responded = True
         await self.stream.send_all(head + body)
 
+    async def send_empty(self, status: int) -> None:
+        """A plain bodiless answer (detached exec start): no upgrade, connection closed after."""
+        self.responded = True
+        await self.stream.send_all(b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                                   % (status, _REASONS.get(status, "OK").encode()))
+
     async def upgrade_to_raw(self, content_type: str) -> None:
         if self.upgrade:
             head = (b"HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\n"
@@ -80,7 +87,7 @@ class HijackConnection:
         return await self.stream.receive_some(65536)
 
 
-_REASONS = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error",
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error",
             501: "Not Implemented", 403: "Forbidden"}
 
 HijackHandler = Callable[[HijackRequest, HijackConnection], Awaitable[None]]
@@ -183,11 +190,15 @@ class Front:
                 lifespan_nursery.cancel_scope.cancel()
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
-        # One bad connection must never take the server down: contain the transport errors here.
+        # One connection's failure must never take the server down (serve_listeners would
+        # cancel every other connection): a vanished client is routine, anything else is a bug
+        # to log with its traceback, here at the connection boundary.
         try:
             await self._dispatch(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, OSError) as exc:
-            log.debug("connection ended: %s: %s", type(exc).__name__, exc)
+        except* _GONE as group:
+            log.debug("client went away: %r", group.exceptions)
+        except* Exception as group:
+            log.error("connection handler failed", exc_info=group)
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()

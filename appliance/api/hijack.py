@@ -1,4 +1,4 @@
-"""Attach (and later exec start) over a hijacked connection: validate, upgrade, pump, close cleanly."""
+"""Attach and exec start over a hijacked connection: validate, upgrade, pump, close cleanly."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from ..errors import ApplianceError
 from .errors import status_and_message
 from .framing import MUX_CONTENT_TYPE, RAW_CONTENT_TYPE, encoder
 from .front import HijackConnection, HijackRequest
-from ..errors import InvalidParameter
+from .jsonfields import get_bool, parse_json
 from .version import at_least, check_version
 
 log = logging.getLogger(__name__)
 
 _ATTACH = re.compile(r"^/containers/([^/]+)/attach$")
+_EXEC_START = re.compile(r"^/exec/([^/]+)/start$")
 _DRAIN_SECONDS = 2
 
 
@@ -70,12 +71,6 @@ def make_hijack_handler(engine):
         client: _Client | None = None
         try:
             version = check_version(req.version)
-            m = _ATTACH.match(req.path)
-            if not m:
-                raise InvalidParameter("exec is not available on this node yet")
-            opts = AttachOptions(stdin=_flag(req, "stdin"), stdout=_flag(req, "stdout"),
-                                 stderr=_flag(req, "stderr"), stream=_flag(req, "stream"),
-                                 logs=_flag(req, "logs"))
 
             async def get_streams(tty: bool) -> _Client:
                 nonlocal client
@@ -84,10 +79,22 @@ def make_hijack_handler(engine):
                 client = _Client(conn, tty)
                 return client
 
-            await engine.containers.attach(m.group(1), opts, get_streams)
+            exec_match = _EXEC_START.match(req.path)
+            if exec_match:
+                body = parse_json(req.body)
+                if get_bool(body, "Detach", "ExecStartCheck"):
+                    engine.execs.start_detached(exec_match.group(1))
+                    await conn.send_empty(200)
+                else:
+                    await engine.execs.start(exec_match.group(1), get_streams)
+            else:
+                opts = AttachOptions(stdin=_flag(req, "stdin"), stdout=_flag(req, "stdout"),
+                                     stderr=_flag(req, "stderr"), stream=_flag(req, "stream"),
+                                     logs=_flag(req, "logs"))
+                await engine.containers.attach(_ATTACH.match(req.path).group(1), opts, get_streams)
         except ApplianceError as exc:
             if conn.responded:  # after the upgrade an error can only end the stream
-                log.info("attach ended: %s", exc.message)
+                log.info("%s ended: %s", req.path, exc.message)
             else:
                 status, message = status_and_message(exc)
                 await conn.send_error(status, message)

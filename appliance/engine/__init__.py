@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .containers import ContainerService
 from .events import EventLog
+from .execs import ExecService
 from .images import ImageService
 from .system import HostFacts
 from .volumes import VolumeService
@@ -22,3 +23,4 @@ class Engine:
     images: ImageService
     volumes: VolumeService
     containers: ContainerService
+    execs: ExecService

@@ -40,23 +40,42 @@ class AttachConns:
     output: RuntimeAttach
     stdin: RuntimeAttach | None  # a second connection, so closing it delivers EOF to the container
 
+    async def close_stdin(self) -> None:
+        """Deliver EOF to the process: half-close a shared connection, close a separate one."""
+        stdin, self.stdin = self.stdin, None
+        if stdin is None:
+            return
+        if stdin is self.output:
+            stdin.send_eof()
+        else:
+            await stdin.aclose()
+
     async def aclose(self) -> None:
+        if self.stdin is self.output:
+            self.stdin = None
         with trio.CancelScope(shield=True):
             await self.output.aclose()
             if self.stdin is not None:
                 await self.stdin.aclose()
 
 
-async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, stdin_once: bool) -> None:
-    """Copy until the container's output ends; stdin EOF closes the container's stdin if stdin_once."""
+async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, stdin_once: bool,
+               *, close_output: bool = True) -> None:
+    """Copy until the process's output ends; stdin EOF closes the process's stdin if stdin_once.
+
+    close_output=False leaves the client's half-close to the caller (exec records its exit code
+    first: the CLI asks for it as soon as it sees EOF)."""
 
     async def copy_stdin() -> None:
         while data := await client.receive_stdin():
-            if conns.stdin is not None:
+            if conns.stdin is None:
+                continue
+            try:
                 await conns.stdin.send(data)
-        if conns.stdin is not None and stdin_once:
-            await conns.stdin.aclose()
-            conns.stdin = None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+                conns.stdin = None  # the process is gone or closed its stdin: drop the rest
+        if stdin_once:
+            await conns.close_stdin()
 
     async with trio.open_nursery() as nursery:
         if opts.stdin:
@@ -65,5 +84,6 @@ async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, st
             stream, data = item
             if (stream == 1 and opts.stdout) or (stream == 2 and opts.stderr):
                 await client.send_output(stream, data)
-        await client.close_output()
+        if close_output:
+            await client.close_output()
         nursery.cancel_scope.cancel()

@@ -18,23 +18,22 @@ from pathlib import Path
 import trio
 
 from ..errors import (
-    ApplianceError, Conflict, InvalidParameter, NotFound, NotModified, SystemError_,
+    ApplianceError, Conflict, InvalidParameter, NotFound, NotModified,
 )
 from ..runtime import spec as rspec
 from ..runtime.conmon_proto import CommandNotExecutable, CommandNotFound
-from ..runtime.users import resolve_user
 from ..store import Store
-from ..store.records import ContainerConfig, ContainerRecord, ContainerState, HostConfig, MountPoint
+from ..store.records import ContainerConfig, ContainerRecord, HostConfig, MountPoint
 from . import mounts as mount_rules
 from .attach import AttachClient, AttachConns, AttachOptions, pump
 from .events import EventLog
 from .naming import check_container_name, generated_name, new_id
+from .process import merge_env, resolve_user_in
 from .signals import parse_signal
 
 log = logging.getLogger(__name__)
 
 MIN_MEMORY = 6 * 1024 * 1024
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -215,7 +214,7 @@ class ContainerService:
         mounts = mount_rules.resolve(host, list((icfg.get("Volumes") or {}).keys()), config.volumes)
         cid = new_id()
         config = replace(config, hostname=config.hostname or cid[:12],
-                         env=_merge_env(icfg.get("Env") or [], config.env),
+                         env=merge_env(icfg.get("Env") or [], config.env, default_path=True),
                          working_dir=config.working_dir or icfg.get("WorkingDir") or "",
                          user=config.user or icfg.get("User") or "",
                          labels={**(icfg.get("Labels") or {}), **config.labels},
@@ -308,8 +307,7 @@ class ContainerService:
             rootfs = await self._runtime.prepare_rootfs(cid, self._images.lower_dirs(image),
                                                          idmap=self._limits.idmap)
             _ensure_dir(rootfs, rec.config.working_dir or "/", self._limits.idmap)
-            uid, gid, gids = resolve_user(rec.config.user, _read(rootfs / "etc/passwd"),
-                                          _read(rootfs / "etc/group"))
+            uid, gid, gids = resolve_user_in(rootfs, rec.config.user)
             launched = await self._runtime.create(self._spec(rec, uid, gid, gids), rootfs)
         except BaseException as exc:
             with trio.CancelScope(shield=True):
@@ -324,6 +322,9 @@ class ContainerService:
                 raise InvalidParameter(_docker_start_error(exc)) from exc
             raise
         try:
+            height, width = rec.host_config.console_size
+            if rec.config.tty and height and width:  # before start, so the first prompt fits
+                await self._runtime.resize(cid, height, width)
             await self._hand_over_attachers(cid)
             await self._runtime.start(cid)
         except BaseException:
@@ -457,7 +458,7 @@ class ContainerService:
         rec = self.get(ref)
         new_name = check_container_name(new_name)
         if new_name == rec.name:
-            raise InvalidParameter(f"Renaming a container with the same name as its current name")
+            raise InvalidParameter("Renaming a container with the same name as its current name")
         with self._store.write() as txn:
             other = txn.names.get(new_name)
             if other:
@@ -537,6 +538,13 @@ class ContainerService:
             if waiter is not None and waiter in self._start_waiters.get(rec.id, []):
                 self._start_waiters[rec.id].remove(waiter)
 
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        rec = self.get(ref)
+        if rec.state.status != "running":
+            raise Conflict(f"Container {rec.id} is not running")
+        if rec.config.tty and height and width:
+            await self._runtime.resize(rec.id, height, width)
+
     def log_path(self, ref: str) -> tuple[ContainerRecord, Path]:
         rec = self.get(ref)
         return rec, self._runtime.log_path(rec.id)
@@ -564,30 +572,11 @@ def _command(config: ContainerConfig, icfg: dict) -> tuple[str, list[str]]:
     return full[0], full[1:]
 
 
-def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
-    merged: dict[str, str] = {}
-    for item in [*image_env, *env]:
-        key = item.split("=", 1)[0]
-        merged[key] = item
-    if "PATH" not in merged:
-        merged = {"PATH": DEFAULT_PATH, **merged}
-    return list(merged.values())
-
-
 def _mount_spec(m: MountPoint) -> rspec.MountSpec:
     if m.type == "tmpfs":
         opts = ["nosuid", "nodev", "noexec", *[o for o in m.options.split(",") if o]]
         return rspec.MountSpec(m.destination, "tmpfs", "tmpfs", tuple(opts))
     return rspec.MountSpec(m.destination, m.source, "bind", ("rbind", "rprivate", "rw" if m.rw else "ro"))
-
-
-def _read(path: Path) -> str | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd) as f:
-        return f.read(1 << 20)
 
 
 def _ensure_dir(rootfs: Path, workdir: str, idmap) -> None:

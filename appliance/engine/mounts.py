@@ -20,7 +20,7 @@ def _check_target(target: str, kind: str) -> str:
         raise InvalidParameter(
             f"invalid mount config for type \"{kind}\": invalid mount path: '{target}' mount path must be absolute")
     if posixpath.normpath(target) == "/":
-        raise InvalidParameter(f"invalid specification: destination can't be '/'")
+        raise InvalidParameter("invalid specification: destination can't be '/'")
     return posixpath.normpath(target)
 
 

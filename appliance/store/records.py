@@ -68,6 +68,7 @@ class HostConfig:
     restart_max_retries: int = 0
     network_mode: str = "default"
     log_type: str = "k8s-file"
+    console_size: tuple[int, int] = (0, 0)  # rows, columns of the client's terminal at create
 
 
 @dataclass

@@ -307,6 +307,9 @@ class ContainerService:
             rootfs = await self._runtime.prepare_rootfs(cid, self._images.lower_dirs(image),
                                                          idmap=self._limits.idmap)
             _ensure_dir(rootfs, rec.config.working_dir or "/", self._limits.idmap)
+            for m in rec.mounts:  # Docker copies the image's files into a new, empty volume
+                if m.type == "volume" and "nocopy" not in m.mode.split(","):
+                    await self._volumes.populate(m.name, rootfs, m.destination)
             uid, gid, gids = resolve_user_in(rootfs, rec.config.user)
             launched = await self._runtime.create(self._spec(rec, uid, gid, gids), rootfs)
         except BaseException as exc:
@@ -326,6 +329,7 @@ class ContainerService:
             if rec.config.tty and height and width:  # before start, so the first prompt fits
                 await self._runtime.resize(cid, height, width)
             await self._hand_over_attachers(cid)
+            started_at = time.time_ns()  # before `crun start`: no output can predate StartedAt
             await self._runtime.start(cid)
         except BaseException:
             with trio.CancelScope(shield=True):
@@ -334,7 +338,7 @@ class ContainerService:
         finally:
             self._spawn_supervisor(cid, launched.conmon_pid)
         rec = self._update_state(cid, status="running", pid=launched.pid, conmon_pid=launched.conmon_pid,
-                                 started_at=time.time_ns(), finished_at=0, exit_code=0, oom_killed=False,
+                                 started_at=started_at, finished_at=0, exit_code=0, oom_killed=False,
                                  error="")
         self._publish(rec, "start")
 

@@ -1,4 +1,4 @@
-"""/images/*: import, list, inspect, tag, remove, history, save, load."""
+"""/images/*: import, list, prune, inspect, tag, remove, history, save, load."""
 
 from __future__ import annotations
 
@@ -28,24 +28,32 @@ def blueprint(engine) -> Blueprint:
         repo, tag = request.args.get("repo", ""), request.args.get("tag", "")
         changes = request.args.getlist("changes")
         message = request.args.get("message", "")
-        # Validate everything cheap before reading a possibly large body.
-        target = images.import_target(repo, tag)
+        # Validate everything cheap before reading a possibly large body; on a bad request the
+        # body is still read (and dropped), so the client sees the 400, not a reset connection.
+        try:
+            target = images.import_target(repo, tag)
+            container_config = images.import_changes(changes)
+        except ApplianceError:
+            await _drain(request.body)
+            raise
         spool = await images.spool(request.body)
-
-        async def body():
-            try:
-                image_id = await images.import_image(spool, target, changes, message)
-                yield json.dumps({"status": image_id}).encode() + b"\r\n"
-            except ApplianceError as exc:
-                yield json.dumps({"errorDetail": {"message": exc.message}, "error": exc.message}).encode() + b"\r\n"
-
-        return Response(body(), content_type="application/json")
+        # Like dockerd, import reports failure as the HTTP status: nothing is written before the
+        # image exists, so a bad layer is a 400 the CLI prints as "Error response from daemon".
+        image_id = await images.import_image(spool, target, container_config, message)
+        return Response(json.dumps({"status": image_id}).encode() + b"\r\n", content_type="application/json")
 
     @bp.get("/images/json")
     async def list_():
         filters = parse_filters(request.args.get("filters"))
-        check_filter_keys(filters, {"dangling", "label", "before", "since", "reference", "until"})
-        return _json([images.summary(rec) for rec in images.filter_images(filters, flag("all"))])
+        check_filter_keys(filters, {"dangling", "label", "label!", "before", "since", "reference", "until"})
+        return _json(images.list_summaries(filters, flag("all")))
+
+    @bp.post("/images/prune")
+    async def prune():
+        filters = parse_filters(request.args.get("filters"))
+        check_filter_keys(filters, {"dangling", "until", "label", "label!"})
+        deleted, reclaimed = await images.prune(filters)
+        return _json({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
     @bp.get("/images/<path:name>/json")
     async def inspect(name):
@@ -80,7 +88,8 @@ def blueprint(engine) -> Blueprint:
 
     @bp.post("/images/load")
     async def load():
-        quiet = flag("quiet")
+        # Progress bars are not produced, so quiet and verbose print the same lines. Like dockerd,
+        # a failed load is reported inside the 200 JSON stream (the CLI prints it and exits 1).
         spool = await images.spool(request.body)
 
         async def body():
@@ -90,10 +99,14 @@ def blueprint(engine) -> Blueprint:
             except ApplianceError as exc:
                 yield json.dumps({"errorDetail": {"message": exc.message}, "error": exc.message}).encode() + b"\r\n"
 
-        del quiet  # progress bars are not produced; quiet and verbose print the same lines
         return Response(body(), content_type="application/json")
 
     return bp
+
+
+async def _drain(body) -> None:
+    async for _ in body:
+        pass
 
 
 def _json(value, status: int = 200) -> Response:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
-import sys
 import time
+import weakref
 
 from quart import Blueprint, Response, request
 
 from ...engine.events import EventFilter
-from ..jsonfields import check_filter_keys, parse_filters
+from ...errors import InvalidParameter
+from ..jsonfields import parse_filters
 from ..timefmt import parse_unix, rfc3339
 from ..version import API_VERSION, ENGINE_VERSION, MIN_API_VERSION
+
+# What `docker logs` offers here is json-file's contract (tail, since, timestamps, follow); conmon
+# writes it as k8s-file on disk. Clients key on the name: docker-py's run() only reads the output
+# of `json-file` and `journald` containers.
+LOG_DRIVER = "json-file"
 
 _PING_HEADERS = {"Api-Version": API_VERSION, "Ostype": "linux", "Docker-Experimental": "false",
                  "Builder-Version": "1", "Swarm": "inactive",
@@ -27,8 +34,8 @@ def blueprint(engine) -> Blueprint:
     async def ping():
         body = b"" if request.method == "HEAD" else b"OK"
         resp = Response(body, content_type="text/plain; charset=utf-8", headers=_PING_HEADERS)
-        if request.method == "HEAD":
-            resp.headers["Content-Length"] = "2"
+        if request.method == "HEAD":  # dockerd's HEAD answer: no body, Content-Length 0
+            resp.headers["Content-Length"] = "0"
         return resp
 
     @bp.get("/version")
@@ -49,17 +56,18 @@ def blueprint(engine) -> Blueprint:
         body = {
             "ID": facts.node_id, "Containers": sum(counts.values()), "ContainersRunning": counts["running"],
             "ContainersPaused": counts["paused"], "ContainersStopped": counts["stopped"],
-            "Images": len(engine.images.list_images()), "Driver": "overlay",
-            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
+            "Images": len(engine.images.list_images()), "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", facts.backing_fs], ["Supports d_type", "true"],
                              ["Using metacopy", "false"], ["Native Overlay Diff", "true"],
                              ["userxattr", "false"]],
             "Plugins": {"Volume": ["local"], "Network": ["none"], "Authorization": None,
-                        "Log": ["k8s-file"]},
+                        "Log": [LOG_DRIVER]},
             "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
             "CPUShares": True, "CPUSet": False, "PidsLimit": True, "IPv4Forwarding": False,
             "Debug": False, "NFd": _nfd(), "OomKillDisable": False, "NGoroutines": 0,
-            "SystemTime": rfc3339(time.time_ns()), "LoggingDriver": "k8s-file", "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "1", "NEventsListener": engine.events.listeners, "KernelVersion": facts.kernel,
+            "SystemTime": rfc3339(time.time_ns()), "LoggingDriver": LOG_DRIVER, "CgroupDriver": "cgroupfs",
+            "CgroupVersion": facts.cgroup_version, "NEventsListener": engine.events.listeners,
+            "KernelVersion": facts.kernel,
             "OperatingSystem": facts.operating_system, "OSVersion": facts.os_version, "OSType": "linux",
             "Architecture": facts.architecture, "IndexServerAddress": "https://index.docker.io/v1/",
             "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"], "IndexConfigs": {},
@@ -79,27 +87,22 @@ def blueprint(engine) -> Blueprint:
 
     @bp.get("/events")
     async def events():
-        filters = parse_filters(request.args.get("filters"))
-        check_filter_keys(filters, {"type", "event", "container", "image", "volume", "label", "network",
-                                    "node", "scope", "daemon", "plugin", "config", "secret", "service"})
-        filt = EventFilter(types=frozenset(filters.get("type", [])), actions=frozenset(filters.get("event", [])),
-                           containers=frozenset(filters.get("container", [])),
-                           images=frozenset(filters.get("image", [])),
-                           volumes=frozenset(filters.get("volume", [])),
-                           labels=frozenset(filters.get("label", [])))
-        since = parse_unix(request.args.get("since", ""))
-        until = parse_unix(request.args.get("until", ""))
-        if since is not None and until is not None and until < since:
-            from ...errors import InvalidParameter
-
-            raise InvalidParameter("`since` time must be before `until`")
-        stream = engine.events.stream(filt, since, until)
+        # Like dockerd, no check of the filter keys here: a key events do not know is ignored.
+        filt = EventFilter.from_filters(parse_filters(request.args.get("filters")))
+        since_arg, until_arg = request.args.get("since", ""), request.args.get("until", "")
+        since, until = parse_unix(since_arg), parse_unix(until_arg)
+        if until is not None and until < (since or 0):
+            raise InvalidParameter(f"`since` time ({since_arg}) cannot be after `until` time ({until_arg})")
+        # Subscribe before the response starts, so an event right after the headers is never missed.
+        subscription = engine.events.subscribe(filt, since, until)
 
         async def body():
-            async for ev in stream:
+            async for ev in subscription.events():
                 yield json.dumps(_event_json(ev)).encode() + b"\n"
 
-        return Response(body(), content_type="application/json")
+        stream = body()
+        weakref.finalize(stream, subscription.close)  # a response that never starts still unsubscribes
+        return Response(stream, content_type="application/json")
 
     return bp
 
@@ -118,8 +121,6 @@ def _arch(facts) -> str:
 
 
 def _nfd() -> int:
-    import os
-
     try:
         return len(os.listdir("/proc/self/fd"))
     except OSError:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from quart import Blueprint, Response, request
 
 from ...errors import InvalidParameter
 from ..jsonfields import check_filter_keys, get_str, get_str_map, parse_filters
-from ..timefmt import rfc3339
 from .params import body_json, flag
 
 
-def _volume_json(rec) -> dict:
-    return {"Name": rec.name, "Driver": rec.driver, "Mountpoint": rec.mountpoint,
-            "CreatedAt": rfc3339(rec.created), "Labels": rec.labels or None, "Scope": "local",
-            "Options": rec.options or None}
+def _created_at(ns: int) -> str:
+    """dockerd formats a volume's CreatedAt with Go's time.RFC3339 (whole seconds)."""
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def blueprint(engine) -> Blueprint:
     bp = Blueprint("volumes", __name__)
     volumes = engine.volumes
+
+    def volume_json(rec) -> dict:
+        return {"CreatedAt": _created_at(rec.created), "Driver": rec.driver, "Labels": volumes.labels(rec),
+                "Mountpoint": rec.mountpoint, "Name": rec.name, "Options": rec.options or None,
+                "Scope": "local"}
 
     @bp.post("/volumes/create")
     async def create():
@@ -31,30 +35,17 @@ def blueprint(engine) -> Blueprint:
         rec = volumes.create(get_str(body, "Name", "VolumeCreateBody") or None,
                              labels=get_str_map(body, "Labels", "VolumeCreateBody"),
                              options=get_str_map(body, "DriverOpts", "VolumeCreateBody"))
-        return _json(_volume_json(rec), 201)
+        return _json(volume_json(rec), 201)
 
     @bp.get("/volumes")
     async def list_():
         filters = parse_filters(request.args.get("filters"))
         check_filter_keys(filters, {"name", "label", "dangling", "driver"})
-        out = []
-        for rec in volumes.list():
-            if filters.get("name") and not any(n in rec.name for n in filters["name"]):
-                continue
-            if filters.get("driver") and rec.driver not in filters["driver"]:
-                continue
-            if filters.get("label") and not all(_has_label(rec.labels, l) for l in filters["label"]):
-                continue
-            if filters.get("dangling"):
-                dangling = filters["dangling"][-1].lower() in ("1", "true")
-                if dangling == bool(volumes.users(rec.name)):
-                    continue
-            out.append(_volume_json(rec))
-        return _json({"Volumes": out, "Warnings": []})
+        return _json({"Volumes": [volume_json(rec) for rec in volumes.filter(filters)], "Warnings": []})
 
     @bp.get("/volumes/<name>")
     async def inspect(name):
-        return _json(_volume_json(volumes.get(name)))
+        return _json(volume_json(volumes.get(name)))
 
     @bp.delete("/volumes/<name>")
     async def remove(name):
@@ -64,17 +55,11 @@ def blueprint(engine) -> Blueprint:
     @bp.post("/volumes/prune")
     async def prune():
         filters = parse_filters(request.args.get("filters"))
-        check_filter_keys(filters, {"label", "all"})
-        all_volumes = filters.get("all", ["false"])[-1].lower() in ("1", "true")
-        removed, reclaimed = volumes.prune(all_volumes, filters.get("label", []))
-        return _json({"VolumesDeleted": removed or None, "SpaceReclaimed": reclaimed})
+        check_filter_keys(filters, {"label", "label!", "all"})
+        removed, reclaimed = volumes.prune(filters)
+        return _json({"VolumesDeleted": removed, "SpaceReclaimed": reclaimed})
 
     return bp
-
-
-def _has_label(labels: dict[str, str], item: str) -> bool:
-    key, eq, value = item.partition("=")
-    return key in labels and (not eq or labels[key] == value)
 
 
 def _json(value, status: int = 200) -> Response:

@@ -116,7 +116,9 @@ def config_json(rec: ContainerRecord) -> dict:
 
 
 def host_config_json(h: HostConfig) -> dict:
-    return {"Binds": h.binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "k8s-file", "Config": {}},
+    # conmon's k8s-file log reads back exactly like dockerd's json-file (docker logs, docker-py
+    # run() output), so clients are told the driver whose behaviour they get.
+    return {"Binds": h.binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
             "NetworkMode": h.network_mode, "PortBindings": {},
             "RestartPolicy": {"Name": h.restart_policy, "MaximumRetryCount": h.restart_max_retries},
             "AutoRemove": h.auto_remove, "ConsoleSize": list(h.console_size), "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,

@@ -64,9 +64,6 @@ def test_create_start_wait_logs_remove(client):
         client.containers.get(ctr.id)
 
 
-@pytest.mark.xfail(reason="node reports HostConfig.LogConfig.Type 'k8s-file'; docker-py's run() only "
-                          "reads the output of 'json-file'/'journald' containers and returns None "
-                          "(appliance/api/container_json.py)", strict=True)
 def test_run_attached_returns_output(client):
     out = client.containers.run("busybox", ["echo", "hello"], remove=True, labels=LABELS)
     assert out == b"hello\n"

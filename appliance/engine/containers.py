@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ..runtime import spec as rspec
 from ..runtime.conmon_proto import CommandNotExecutable, CommandNotFound
+from ..runtime.logfile import LogFollower, select
 from ..store import Store
 from ..store.records import ContainerConfig, ContainerRecord, HostConfig, MountPoint
 from . import mounts as mount_rules
@@ -132,7 +133,8 @@ class ContainerService:
             return
         if status.oom_killed:
             self._publish(rec, "oom")
-        self._publish(rec, "die", exitCode=str(status.code))
+        duration = max(0, (rec.state.finished_at - rec.state.started_at) // 1_000_000_000)
+        self._publish(rec, "die", exitCode=str(status.code), execDuration=str(duration))
         watch = self._watch(cid)
         watch.exits += 1
         watch.last_exit = status.code
@@ -518,6 +520,12 @@ class ContainerService:
         rec = self.get(ref)
         if rec.state.status == "removing":
             raise Conflict(f"container {rec.id} is marked for removal")
+        if not opts.stream:  # logs=1&stream=0: what was written so far, then the end
+            client = await get_streams(rec.config.tty)
+            if opts.logs:
+                await self._replay_log(rec, opts, client)
+            await client.close_output()
+            return
         wants_stdin = opts.stdin and rec.config.open_stdin
         waiter = None
         if rec.state.status != "running":  # `start -a` attaches first: stream from the next start
@@ -525,6 +533,9 @@ class ContainerService:
             self._start_waiters.setdefault(rec.id, []).append(waiter)
         try:
             client = await get_streams(rec.config.tty)
+            self._publish(rec, "attach")
+            if opts.logs:
+                await self._replay_log(rec, opts, client)
             if waiter is not None:
                 await waiter.ready.wait()
                 conns = waiter.conns
@@ -541,6 +552,11 @@ class ContainerService:
         finally:
             if waiter is not None and waiter in self._start_waiters.get(rec.id, []):
                 self._start_waiters[rec.id].remove(waiter)
+
+    async def _replay_log(self, rec: ContainerRecord, opts: AttachOptions, client: AttachClient) -> None:
+        entries = await LogFollower(self._runtime.log_path(rec.id)).read_available(final=True)
+        for entry in select(entries, stdout=opts.stdout, stderr=opts.stderr):
+            await client.send_output(1 if entry.stream == "stdout" else 2, entry.data)
 
     async def resize(self, ref: str, height: int, width: int) -> None:
         rec = self.get(ref)

@@ -124,3 +124,17 @@ def test_events_history(client):
     actions = [e["Action"] for e in evs if e["Action"] in ("create", "start", "die", "destroy")]
     assert actions == ["create", "start", "die", "destroy"]
     assert {e["Actor"]["Attributes"]["name"] for e in evs} == {"dp-events"}
+
+
+def test_attach_with_logs_and_no_stream_returns_what_was_written(client):
+    container = client.containers.run("busybox", ["sh", "-c", "echo hello; echo oops >&2; sleep 30"], detach=True)
+    try:
+        deadline = time.monotonic() + 5
+        while b"oops" not in container.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        out = client.api.attach(container.id, stream=False, logs=True, stdout=True, stderr=False)
+        assert out == b"hello\n"
+        assert time.monotonic() - t0 < 5  # not held until the container exits
+    finally:
+        container.remove(force=True)

@@ -88,7 +88,8 @@ def test_json_format_fields(node, run_rm):
 def test_default_format_line(node, run_rm):
     out = node.out("events", *_window(run_rm), "--filter", "event=die", "--filter", "container=ev-rm")
     line, = out.splitlines()
-    assert line.endswith(f" container die {run_rm.cid} (exitCode=3, image=busybox, name=ev-rm, team=blue)"), line
+    assert line.endswith(f" container die {run_rm.cid} (execDuration=0, exitCode=3, image=busybox, name=ev-rm, "
+                         "team=blue)"), line
 
 
 def test_filter_event_die(node, run_rm):

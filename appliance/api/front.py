@@ -186,7 +186,10 @@ class Front:
                     task_status.started()
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
-                    await lifespan.wait_for_shutdown()
+                    try:
+                        await lifespan.wait_for_shutdown()
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        pass  # the node is being cancelled and the lifespan task is already gone
                 lifespan_nursery.cancel_scope.cancel()
 
     async def _connection(self, stream: trio.abc.Stream) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 
@@ -48,6 +49,7 @@ def parse_create(body: dict) -> tuple[ContainerConfig, HostConfig]:
     log_config = get_dict(host, "LogConfig", _H)
     if get_str(log_config, "Type", "LogConfig") not in ("", "json-file", "k8s-file", "local"):
         raise InvalidParameter(f"logging driver {log_config['Type']} is not supported by this node")
+    log_max_size, log_max_file = _log_opts(get_str_map(log_config, "Config", "LogConfig"))
     pids = get_int(host, "PidsLimit", _H) if host.get("PidsLimit") is not None else 0
     hc = HostConfig(
         binds=get_str_list(host, "Binds", _H) or [],
@@ -66,10 +68,39 @@ def parse_create(body: dict) -> tuple[ContainerConfig, HostConfig]:
         restart_max_retries=get_int(restart, "MaximumRetryCount", "RestartPolicy"),
         network_mode=get_str(host, "NetworkMode", _H) or "default",
         console_size=_console_size(host.get("ConsoleSize")),
+        log_max_size=log_max_size,
+        log_max_file=log_max_file,
     )
     if get_bool(host, "Privileged", _H):
         raise InvalidParameter("privileged containers are not supported: every container is isolated")
     return config, hc
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
+
+
+def _log_opts(opts: dict[str, str]) -> tuple[int, int]:
+    """json-file's max-size (go-units RAMInBytes) and max-file, with dockerd's messages."""
+    for key in opts:
+        if key not in ("max-size", "max-file", "compress", "labels", "env", "tag", "mode"):
+            raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
+    size = 0
+    if opts.get("max-size"):
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgKMG]?[bB]?)", opts["max-size"].strip())
+        if not m or m.group(2).lower() not in _UNITS:
+            raise InvalidParameter(f"invalid size: '{opts['max-size']}'")
+        size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    files = 1
+    if opts.get("max-file"):
+        try:
+            files = int(opts["max-file"])
+        except ValueError:
+            raise InvalidParameter(f"invalid value for max-file: {opts['max-file']}") from None
+        if files < 1:
+            raise InvalidParameter("max-file cannot be less than 1")
+        if files > 1 and not size:
+            raise InvalidParameter("max-file can only be used with max-size")
+    return size, files
 
 
 def _console_size(value) -> tuple[int, int]:
@@ -118,7 +149,7 @@ def config_json(rec: ContainerRecord) -> dict:
 def host_config_json(h: HostConfig) -> dict:
     # conmon's k8s-file log reads back exactly like dockerd's json-file (docker logs, docker-py
     # run() output), so clients are told the driver whose behaviour they get.
-    return {"Binds": h.binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    return {"Binds": h.binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": _log_config(h)},
             "NetworkMode": h.network_mode, "PortBindings": {},
             "RestartPolicy": {"Name": h.restart_policy, "MaximumRetryCount": h.restart_max_retries},
             "AutoRemove": h.auto_remove, "ConsoleSize": list(h.console_size), "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
@@ -133,6 +164,15 @@ def host_config_json(h: HostConfig) -> dict:
             "PidsLimit": h.pids_limit or None, "Ulimits": [],
             "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
                        for m in h.mounts] or None}
+
+
+def _log_config(h: HostConfig) -> dict:
+    out = {}
+    if h.log_max_size:
+        out["max-size"] = str(h.log_max_size)
+    if h.log_max_file > 1:
+        out["max-file"] = str(h.log_max_file)
+    return out
 
 
 def mounts_json(rec: ContainerRecord) -> list[dict]:

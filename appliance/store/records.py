@@ -68,6 +68,8 @@ class HostConfig:
     restart_max_retries: int = 0
     network_mode: str = "default"
     log_type: str = "k8s-file"
+    log_max_size: int = 0  # bytes per log file before rotation; 0: unbounded (--log-opt max-size)
+    log_max_file: int = 1  # log files kept, the live one included (--log-opt max-file)
     console_size: tuple[int, int] = (0, 0)  # rows, columns of the client's terminal at create
 
 

@@ -6,12 +6,13 @@ The supervisor is the nursery in `run()`: one task per running container waits o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -552,6 +553,31 @@ class ContainerService:
         finally:
             if waiter is not None and waiter in self._start_waiters.get(rec.id, []):
                 self._start_waiters[rec.id].remove(waiter)
+
+    @contextlib.asynccontextmanager
+    async def mounted_rootfs(self, ref: str) -> AsyncIterator[tuple[ContainerRecord, Path]]:
+        """The container's assembled root filesystem for cp/export/diff/commit, running or not.
+
+        Holds the container's lifecycle lock, so it cannot start, stop or be removed meanwhile;
+        a stopped container's overlay is mounted for the duration and unmounted after."""
+        cid = self.get(ref).id
+        async with self._lock(cid):
+            rec = self.get(cid)
+            if rec.state.status == "running":
+                yield rec, self._runtime.paths(cid).rootfs
+                return
+            image = self._images.get_by_id(rec.image_id)
+            rootfs = await self._runtime.prepare_rootfs(cid, self._images.lower_dirs(image),
+                                                        idmap=self._limits.idmap)
+            try:
+                yield rec, rootfs
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._runtime.cleanup(cid)
+
+    def upper_dir(self, cid: str) -> Path:
+        """The container's own writable layer (what `docker diff` and `commit` read)."""
+        return self._runtime.paths(cid).upper
 
     async def _replay_log(self, rec: ContainerRecord, opts: AttachOptions, client: AttachClient) -> None:
         entries = await LogFollower(self._runtime.log_path(rec.id)).read_available(final=True)

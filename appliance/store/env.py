@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import lmdb
 
 from . import codec
-from .records import ContainerRecord, ImageRecord, VolumeRecord
+from .records import ContainerRecord, ImageRecord, NetworkRecord, VolumeRecord
 
 SCHEMA_VERSION = 1
 _MAP_SIZE = 1 << 30  # a ceiling for sparse-file growth, not an allocation
@@ -87,6 +87,11 @@ class Txn:
         self.images = Table(txn, dbs["images"], ImageRecord)
         self.tags = Index(txn, dbs["tags"])
         self.volumes = Table(txn, dbs["volumes"], VolumeRecord)
+        self.networks = Table(txn, dbs["networks"], NetworkRecord)
+        self.network_names = Index(txn, dbs["network_names"])
+        # IPAM leases: "<network id>/<ip>" -> container id. One put per address inside the same
+        # transaction as the container record, so an address is never handed out twice.
+        self.ip_leases = Index(txn, dbs["ip_leases"])
 
 
 class Store:
@@ -112,7 +117,8 @@ def open_store(path: Path) -> Store:
     path.mkdir(parents=True, exist_ok=True)
     # sync=True and metasync=True (lmdb's defaults): a commit that returned survives kill -9.
     env = lmdb.open(str(path), map_size=_MAP_SIZE, max_dbs=16, subdir=True)
-    names = ("meta", "containers", "names", "images", "tags", "volumes")
+    names = ("meta", "containers", "names", "images", "tags", "volumes", "networks", "network_names",
+             "ip_leases")
     dbs = {n: env.open_db(n.encode()) for n in names}
     with env.begin(write=True) as txn:
         raw = txn.get(b"schema_version", db=dbs["meta"])

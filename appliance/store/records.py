@@ -137,3 +137,23 @@ class VolumeRecord:
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     anonymous: bool = False
+
+
+@dataclass
+class NetworkRecord:
+    """A user-defined or built-in network; endpoints live in the container records' network list."""
+
+    id: str
+    name: str
+    node: str
+    tenant: str
+    created: int
+    driver: str = "bridge"
+    subnet: str = ""  # CIDR
+    gateway: str = ""
+    ip_range: str = ""
+    internal: bool = False
+    attachable: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    builtin: bool = False  # bridge / none / host: cannot be removed

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ApplianceError, InvalidParameter
 from .errors import error_body, status_and_message
-from .routes import containers, execs, images, system, volumes
+from .routes import containers, execs, images, networks, system, volumes
 from .version import check_version, split_version
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ def create_app(engine) -> _VersionPrefix:
     for blueprint in (system.blueprint(engine), containers.blueprint(engine), execs.blueprint(engine),
                       images.blueprint(engine), volumes.blueprint(engine)):
         app.register_blueprint(blueprint)
+    if getattr(engine, "networks", None) is not None:
+        app.register_blueprint(networks.blueprint(engine))
 
     @app.errorhandler(ApplianceError)
     async def _appliance_error(exc: ApplianceError):

@@ -7,6 +7,7 @@ them touch LMDB or crun directly. Nothing here imports quart, hypercorn or api/.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .containers import ContainerService
 from .events import EventLog
@@ -14,6 +15,10 @@ from .execs import ExecService
 from .images import ImageService
 from .system import HostFacts
 from .volumes import VolumeService
+
+if TYPE_CHECKING:
+    from ..cluster.agent import ClusterAgent
+    from .networks import NetworkService
 
 
 @dataclass(frozen=True)
@@ -24,3 +29,7 @@ class Engine:
     volumes: VolumeService
     containers: ContainerService
     execs: ExecService
+    #: The gossip agent (membership, node events); None when the node runs without one.
+    cluster: ClusterAgent | None = None
+    #: Container networking (bridges, IPAM, DNS, published ports); None: loopback-only containers.
+    networks: NetworkService | None = None

@@ -14,7 +14,14 @@ from typing import Generic, TypeVar
 import lmdb
 
 from . import codec
-from .records import ContainerRecord, ImageRecord, NetworkRecord, VolumeRecord
+from .records import (
+    ContainerRecord,
+    EndpointRecord,
+    ImageRecord,
+    NetworkRecord,
+    SandboxRecord,
+    VolumeRecord,
+)
 
 SCHEMA_VERSION = 1
 _MAP_SIZE = 1 << 30  # a ceiling for sparse-file growth, not an allocation
@@ -79,6 +86,17 @@ class Index:
         with self._txn.cursor(db=self._db) as cur:
             return [(k.decode(), v.decode()) for k, v in cur]
 
+    def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        out = []
+        with self._txn.cursor(db=self._db) as cur:
+            if cur.set_range(prefix.encode()):
+                for key, value in cur:
+                    k = key.decode()
+                    if not k.startswith(prefix):
+                        break
+                    out.append((k, value.decode()))
+        return out
+
 
 class Txn:
     def __init__(self, txn: lmdb.Transaction, dbs: dict):
@@ -92,6 +110,9 @@ class Txn:
         # IPAM leases: "<network id>/<ip>" -> container id. One put per address inside the same
         # transaction as the container record, so an address is never handed out twice.
         self.ip_leases = Index(txn, dbs["ip_leases"])
+        # Network endpoints "<container id>/<network id>" and running containers' namespaces.
+        self.endpoints = Table(txn, dbs["endpoints"], EndpointRecord)
+        self.sandboxes = Table(txn, dbs["sandboxes"], SandboxRecord)
 
 
 class Store:
@@ -118,7 +139,7 @@ def open_store(path: Path) -> Store:
     # sync=True and metasync=True (lmdb's defaults): a commit that returned survives kill -9.
     env = lmdb.open(str(path), map_size=_MAP_SIZE, max_dbs=16, subdir=True)
     names = ("meta", "containers", "names", "images", "tags", "volumes", "networks", "network_names",
-             "ip_leases")
+             "ip_leases", "endpoints", "sandboxes")
     dbs = {n: env.open_db(n.encode()) for n in names}
     with env.begin(write=True) as txn:
         raw = txn.get(b"schema_version", db=dbs["meta"])

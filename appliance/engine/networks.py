@@ -1,0 +1,1054 @@
+"""Networks: Docker's network API, and the two hooks the container lifecycle calls.
+
+    create / list / inspect / remove / prune / connect / disconnect     `docker network ...`
+    plan_endpoints + configure_container      at container create (NetworkingConfig, --ip, aliases)
+    attach_container(rec) -> Sandbox          at start: namespace, veths, addresses, ports, DNS,
+                                              hosts files; gives ContainerSpec.netns_path + mounts
+    detach_container(cid, forget=)            at exit (forget=False) and remove (forget=True)
+    reconcile(known, running)                 after a restart / kill -9
+
+State lives in the store: NetworkRecord (networks, network_names), EndpointRecord (endpoints,
+"<cid>/<nid>"), ip_leases ("<nid>/<ip>" -> cid) and SandboxRecord (sandboxes). An address is
+leased in the same write transaction that records the endpoint, and released only after its
+veth is gone, so it is never handed out twice, across restarts and kill -9 too. Kernel state
+(bridges, veths, pinned namespaces, iptables) is derived from the store and rebuilt or removed
+by `run()` and `reconcile()`.
+
+Every mutation holds one trio.Lock: wiring a container takes ~2 ms, so one lock costs little and
+rules out network-removal-while-attaching races. No store transaction spans an await.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import trio
+
+from ..errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    NotImplementedYet,
+    SystemError_,
+)
+from ..network import hostsfiles, ipam
+from ..network import ports as portmod
+from ..network.dns import DnsEntry, DnsRegistry, DnsServer
+from ..network.rules import BridgeWall, Firewall, PortRule
+from ..network.wiring import Plug, Wiring, bridge_mac, bridge_name, host_ifname, mac_for
+from ..runtime.spec import MountSpec
+from ..store import Store
+from ..store.records import (
+    ContainerRecord,
+    EndpointRecord,
+    NetworkRecord,
+    PublishedPort,
+    SandboxRecord,
+)
+from .events import EventLog
+from .naming import new_id
+
+log = logging.getLogger(__name__)
+
+PREDEFINED = ("bridge", "host", "none")
+DEFAULT_NETWORK = "bridge"
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
+_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_IFNAME = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+HOST_REFUSED = ("host networking is not available on this node: every container runs in its own "
+                "network namespace (use -p to publish ports)")
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """The node's networking configuration (from Config; every field has a safe default).
+
+    The default bridge uses 10.213.0.0/16 and user networks without --subnet get a /20 from
+    10.216.0.0/13: ranges none of Docker (172.17-31/16, 192.168/16), Podman (10.88/16),
+    Kubernetes' usual pod/service ranges (10.244/16, 10.96/12) or the common cloud VPC defaults
+    (172.31/16, 10.0/16) use. Auto-picked subnets also skip every route the node already has.
+    """
+
+    default_subnet: str = "10.213.0.0/16"
+    default_bridge: str = "appl0"
+    address_pools: tuple[tuple[str, int], ...] = (("10.216.0.0/13", 20),)
+    mtu: int = 1500
+    #: Upstream resolvers for the embedded DNS; None: the nameservers of `resolv_conf`.
+    dns_upstreams: tuple[str, ...] | None = None
+    dns_port: int = 53
+    dns_timeout: float = 2.0
+    resolv_conf: str = "/etc/resolv.conf"
+    #: MASQUERADE from every non-internal network out of the node's other interfaces.
+    outbound_nat: bool = False
+    #: Set net.ipv4.ip_forward=1 in the node's namespace (published ports and egress need it).
+    ip_forward: bool = True
+    #: This node's share of each network's dynamic range (see network/ipam.py).
+    node_slice: ipam.NodeSlice = field(default_factory=ipam.NodeSlice)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """What a client asked for one network (NetworkingConfig.EndpointsConfig[name])."""
+
+    aliases: tuple[str, ...] = ()
+    ipv4_address: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """Validated at create, before the container record is written (see plan_endpoints)."""
+
+    none: bool = False
+    networks: tuple[tuple[str, EndpointConfig], ...] = ()  # (network id, config), in order
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """attach_container's answer: what the OCI spec needs."""
+
+    netns_path: str
+    mounts: tuple[MountSpec, ...]
+    endpoints: tuple[EndpointRecord, ...] = ()
+    ports: tuple[PublishedPort, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    record: EndpointRecord
+    network: NetworkRecord
+    container_name: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    record: NetworkRecord
+    endpoints: tuple[EndpointView, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerNetworks:
+    """A container's network state for inspect (NetworkSettings) and `docker port`."""
+
+    sandbox: SandboxRecord | None
+    endpoints: tuple[EndpointView, ...] = ()
+    ports: tuple[PublishedPort, ...] = ()
+    network_mode: str = "default"
+
+
+@dataclass
+class _Live:
+    """In-memory state of a running container's published ports."""
+
+    reservation: portmod.Reservation | None = None
+    proxies: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class NetworkService:
+    def __init__(self, store: Store, events: EventLog, node: str, tenant: str, *, data_root: Path,
+                 owner_uid: int = 0, options: NetworkOptions = NetworkOptions(),
+                 wiring: Wiring | None = None, firewall: Firewall | None = None):
+        self._store, self._events, self._node, self._tenant = store, events, node, tenant
+        self._opts = options
+        self._netns_dir = Path(data_root) / "netns"
+        self._files_dir = Path(data_root) / "netfiles"
+        self._owner = owner_uid
+        self._wiring = wiring or Wiring()
+        self._firewall = firewall or Firewall()
+        self._lock = trio.Lock()
+        self._registry = DnsRegistry()
+        upstreams = options.dns_upstreams
+        if upstreams is None:
+            upstreams = self._host_resolv().nameservers
+        self._dns = DnsServer(self._registry, upstreams, timeout=options.dns_timeout)
+        self._responders: dict[str, trio.CancelScope] = {}
+        self._live: dict[str, _Live] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # ---- lifetime -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Owns the DNS servers and the port proxies. Before `started()`: built-in networks,
+        forwarding, firewall hooks, every bridge, and the sandboxes the store knows re-adopted
+        (DNS names, port reservations). Call `reconcile()` once the containers are known."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async with self._lock:
+                await self._startup()
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _startup(self) -> None:
+        self._netns_dir.mkdir(parents=True, exist_ok=True)
+        self._files_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_builtins()
+        if self._opts.ip_forward:
+            await trio.to_thread.run_sync(self._wiring.set_sysctl, "ipv4/ip_forward", "1")
+        await self._firewall.ensure_hooks()
+        for net in self._bridge_networks():
+            await self._bring_up(net)
+        with self._store.read() as txn:
+            sandboxes = list(txn.sandboxes.values())
+        for sb in sandboxes:
+            self._readopt(sb)
+        await self._apply_firewall()
+
+    def _ensure_builtins(self) -> None:
+        with self._store.write() as txn:
+            for name in PREDEFINED:
+                if txn.network_names.get(name):
+                    continue
+                rec = NetworkRecord(id=new_id(), name=name, node=self._node, tenant=self._tenant,
+                                    created=time.time_ns(), driver={"none": "null"}.get(name, name),
+                                    builtin=True)
+                if name == DEFAULT_NETWORK:
+                    pool = ipam.parse_pool(self._opts.default_subnet)
+                    rec = replace(rec, subnet=str(pool.subnet), gateway=str(pool.gateway),
+                                  bridge=self._opts.default_bridge, mtu=self._opts.mtu,
+                                  options=self._default_bridge_options())
+                txn.networks.put(rec.id, rec)
+                txn.network_names.put(name, rec.id)
+
+    def _default_bridge_options(self) -> dict[str, str]:
+        return {"com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                OPT_MASQUERADE: str(self._opts.outbound_nat).lower(),
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                OPT_BRIDGE_NAME: self._opts.default_bridge,
+                OPT_MTU: str(self._opts.mtu)}
+
+    def _bridge_networks(self) -> list[NetworkRecord]:
+        with self._store.read() as txn:
+            return [n for n in txn.networks.values() if n.driver == "bridge"]
+
+    async def _bring_up(self, net: NetworkRecord) -> None:
+        """The network's bridge (idempotent) and its DNS server."""
+        pool = ipam.parse_pool(net.subnet, net.ip_range, net.gateway)
+        await trio.to_thread.run_sync(self._wiring.ensure_bridge, net.bridge, net.gateway,
+                                      pool.prefix_len, net.mtu, bridge_mac(net.id))
+        self._registry.set_network(net.id, net.name, resolves_names=not net.builtin)
+        if net.id not in self._responders and self._nursery is not None:
+            try:
+                await self._nursery.start(self._responder, net.id, net.gateway, not net.internal)
+            except OSError as exc:
+                log.warning("no embedded DNS on network %s (%s:%s): %s", net.name, net.gateway,
+                            self._opts.dns_port, exc)
+
+    async def _responder(self, network_id: str, address: str, forward: bool,
+                         task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            self._responders[network_id] = scope
+            try:
+                await self._dns.serve(network_id, address, self._opts.dns_port, forward=forward,
+                                      task_status=task_status)
+            finally:
+                if self._responders.get(network_id) is scope:
+                    del self._responders[network_id]
+
+    def _readopt(self, sb: SandboxRecord) -> None:
+        """After a restart: the running container's DNS names and published ports again."""
+        endpoints = self._endpoints_of(sb.container_id)
+        for ep in endpoints:
+            if ep.ip:
+                self._registry.add(DnsEntry(ep.container_id, ep.network_id,
+                                            ipaddress.IPv4Address(ep.ip), tuple(ep.dns_names)))
+        if not sb.ports:
+            return
+        gw = _gateway_endpoint(endpoints, self._networks_by_id())
+        if gw is None:
+            return
+        reqs = [portmod.PortRequest(p.container_port, p.proto, p.host_ip, p.host_port) for p in sb.ports]
+        try:
+            reservation = portmod.reserve(reqs, self._published_except(sb.container_id),
+                                          f"{sb.container_id[:12]} ({gw.endpoint_id})", gw.ip)
+        except (Conflict, InvalidParameter, OSError) as exc:
+            log.warning("container %s: cannot take its published ports back: %s", sb.container_id[:12],
+                        getattr(exc, "message", exc))
+            return
+        self._start_proxies(sb.container_id, reservation, gw.ip)
+
+    # ---- lookups ------------------------------------------------------------------------------
+
+    def _find(self, term: str) -> NetworkRecord:
+        """dockerd's FindNetwork: full id, full name, then unique id prefix."""
+        with self._store.read() as txn:
+            rec = txn.networks.get(term) if len(term) == 64 else None
+            if rec:
+                return rec
+            nid = txn.network_names.get(term)
+            if nid:
+                found = txn.networks.get(nid)
+                if found:
+                    return found
+            hits = txn.networks.keys_with_prefix(term) if term else []
+            if len(hits) > 1:
+                raise InvalidParameter(f"network {term} is ambiguous ({len(hits)} matches found based on ID prefix)")
+            if hits:
+                found = txn.networks.get(hits[0])
+                if found:
+                    return found
+        raise NotFound(f"network {term} not found")
+
+    def _networks_by_id(self) -> dict[str, NetworkRecord]:
+        with self._store.read() as txn:
+            return {n.id: n for n in txn.networks.values()}
+
+    def _endpoints_of(self, cid: str) -> list[EndpointRecord]:
+        with self._store.read() as txn:
+            keys = txn.endpoints.keys_with_prefix(cid + "/")
+            eps = [txn.endpoints.get(k) for k in keys]
+        return sorted((e for e in eps if e is not None), key=lambda e: e.order)
+
+    def _active_endpoints(self, nid: str) -> list[EndpointRecord]:
+        with self._store.read() as txn:
+            return [e for e in txn.endpoints.values() if e.network_id == nid and e.ip]
+
+    def _container_names(self) -> dict[str, str]:
+        with self._store.read() as txn:
+            return {cid: name for name, cid in txn.names.items()}
+
+    def get(self, term: str) -> NetworkRecord:
+        return self._find(term)
+
+    def inspect(self, term: str) -> NetworkView:
+        net = self._find(term)
+        names = self._container_names()
+        eps = tuple(EndpointView(e, net, names.get(e.container_id, "")) for e in self._active_endpoints(net.id))
+        return NetworkView(net, eps)
+
+    def list(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[NetworkView]:
+        """GET /networks with dockerd's filters: driver, id, label, name, scope, type, dangling."""
+        filters = {k: list(v) for k, v in (filters or {}).items() if v}
+        for key in filters:
+            if key not in ("driver", "id", "label", "name", "scope", "type", "dangling"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+        dangling = None
+        if "dangling" in filters:
+            value = filters["dangling"][-1].lower()
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidParameter(f"invalid filter 'dangling={filters['dangling'][-1]}'")
+            dangling = value in ("true", "1")
+        for t in filters.get("type", []):
+            if t not in ("custom", "builtin"):
+                raise InvalidParameter(f"invalid filter: 'type'='{t}'")
+        with self._store.read() as txn:
+            nets = sorted(txn.networks.values(), key=lambda n: n.name)
+            used = {e.network_id for e in txn.endpoints.values() if e.ip}
+        out = []
+        for net in nets:
+            if "driver" in filters and net.driver not in filters["driver"]:
+                continue
+            if "id" in filters and not any(_match(p, net.id) for p in filters["id"]):
+                continue
+            if "name" in filters and not any(_match(p, net.name) for p in filters["name"]):
+                continue
+            if "scope" in filters and "local" not in filters["scope"]:
+                continue
+            if "type" in filters and ("builtin" if net.builtin else "custom") not in filters["type"]:
+                continue
+            if not _labels_match(net.labels, filters):
+                continue
+            if dangling is not None and dangling == (net.id in used or net.builtin):
+                continue
+            out.append(NetworkView(net))
+        return out
+
+    # ---- create / remove / prune --------------------------------------------------------------
+
+    async def create(self, name: str, *, driver: str = "", subnet: str = "", ip_range: str = "",
+                     gateway: str = "", internal: bool = False, attachable: bool = False,
+                     labels: Mapping[str, str] | None = None, options: Mapping[str, str] | None = None,
+                     enable_ipv6: bool = False, ipam_driver: str = "", extra_subnets: int = 0) -> NetworkRecord:
+        """POST /networks/create. Nothing is left behind when it fails."""
+        if name in PREDEFINED:
+            raise Forbidden(f"operation is not permitted on predefined {name} network ")
+        if not name or not _NETWORK_NAME.match(name):
+            raise InvalidParameter(f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+        driver = driver or "bridge"
+        if driver != "bridge":
+            raise NotFound(f'plugin "{driver}" not found')
+        if ipam_driver not in ("", "default"):
+            raise NotFound(f'plugin "{ipam_driver}" not found')
+        if enable_ipv6:
+            raise NotImplementedYet("IPv6 networks are not supported on this node")
+        if extra_subnets:
+            raise NotImplementedYet("more than one IPv4 subnet per network is not supported on this node")
+        options = dict(options or {})
+        mtu = _int_option(options, OPT_MTU, self._opts.mtu, 68, 65535)
+        nid = new_id()
+        bridge = options.get(OPT_BRIDGE_NAME) or bridge_name(nid)
+        if not _IFNAME.match(bridge):
+            raise InvalidParameter(f"invalid bridge name {bridge!r}: at most 15 of [a-zA-Z0-9_.-]")
+        if subnet:
+            pool = ipam.parse_pool(subnet, ip_range, gateway)
+        elif ip_range or gateway:
+            raise InvalidParameter("invalid network config:\n* ip-range and gateway need a subnet")
+        else:
+            pool = None
+        routes = await trio.to_thread.run_sync(self._wiring.routes)
+        async with self._lock:
+            with self._store.read() as txn:
+                if txn.network_names.get(name):
+                    raise Conflict(f"network with name {name} already exists")
+                others = [n for n in txn.networks.values() if n.subnet]
+            if any(n.bridge == bridge for n in others):
+                raise Conflict(f"bridge name {bridge} is already used by another network")
+            taken = [ipaddress.IPv4Network(n.subnet) for n in others]
+            if pool is None:
+                pool = ipam.parse_pool(str(ipam.pick_subnet(
+                    [(ipaddress.IPv4Network(b), size) for b, size in self._opts.address_pools],
+                    taken + [r for r in routes if not _ours(r, others)])))
+            ipam.check_overlap(pool.subnet, taken)
+            rec = NetworkRecord(id=nid, name=name, node=self._node, tenant=self._tenant, created=time.time_ns(),
+                                driver="bridge", subnet=str(pool.subnet), gateway=str(pool.gateway),
+                                ip_range=str(pool.ip_range) if pool.ip_range else "", internal=internal,
+                                attachable=attachable, labels=dict(labels or {}), options=options,
+                                user_subnet=bool(subnet), bridge=bridge, mtu=mtu)
+            with self._store.write() as txn:
+                if txn.network_names.get(name):
+                    raise Conflict(f"network with name {name} already exists")
+                txn.networks.put(nid, rec)
+                txn.network_names.put(name, nid)
+            try:
+                await self._bring_up(rec)
+                await self._apply_firewall()
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await self._tear_down_network(rec)
+                raise
+        self._events.publish("network", "create", nid, {"name": name, "type": "bridge"})
+        return rec
+
+    async def remove(self, term: str) -> None:
+        net = self._find(term)
+        if net.builtin:
+            raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
+        async with self._lock:
+            active = self._active_endpoints(net.id)
+            if active:
+                names = self._container_names()
+                listed = ", ".join(f'name:"{names.get(e.container_id, e.container_id[:12])}" '
+                                   f'id:"{e.endpoint_id[:12]}"' for e in active)
+                raise Forbidden(f"error while removing network: network {net.name} has active endpoints ({listed})")
+            await self._tear_down_network(net)
+        self._events.publish("network", "destroy", net.id, {"name": net.name, "type": net.driver})
+
+    async def _tear_down_network(self, net: NetworkRecord) -> None:
+        with self._store.write() as txn:
+            txn.networks.delete(net.id)
+            if txn.network_names.get(net.name) == net.id:
+                txn.network_names.delete(net.name)
+            for key, _ in txn.ip_leases.items_with_prefix(net.id + "/"):
+                txn.ip_leases.delete(key)
+            for ep in list(txn.endpoints.values()):  # stopped containers' requests to join it
+                if ep.network_id == net.id:
+                    txn.endpoints.delete(f"{ep.container_id}/{net.id}")
+        scope = self._responders.pop(net.id, None)
+        if scope is not None:
+            scope.cancel()
+        self._registry.drop_network(net.id)
+        if net.bridge:
+            await trio.to_thread.run_sync(self._wiring.delete_bridge, net.bridge)
+        await self._apply_firewall()
+
+    async def prune(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+        """Unused user networks (until=, label=, label!=); the names removed."""
+        filters = {k: list(v) for k, v in (filters or {}).items() if v}
+        for key in filters:
+            if key not in ("until", "label", "label!"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+        until = None
+        if "until" in filters:
+            until = _parse_until(filters["until"][-1])
+        removed = []
+        for view in self.list():
+            net = view.record
+            if net.builtin or not _labels_match(net.labels, filters):
+                continue
+            if until is not None and net.created >= until:
+                continue
+            try:
+                await self.remove(net.id)
+            except (Forbidden, NotFound):
+                continue
+            removed.append(net.name)
+        self._events.publish("network", "prune", "", {"reclaimed": "0"})
+        return removed
+
+    # ---- endpoints at create ------------------------------------------------------------------
+
+    def plan_endpoints(self, network_mode: str, endpoints: Mapping[str, EndpointConfig] | None = None,
+                       container_name: str = "") -> EndpointPlan:
+        """Validate HostConfig.NetworkMode + NetworkingConfig at create (raises dockerd's errors);
+        the plan is then written by configure_container once the container record exists."""
+        endpoints = dict(endpoints or {})
+        mode = network_mode or "default"
+        if mode == "host":
+            raise InvalidParameter(HOST_REFUSED)
+        if mode.startswith("container:"):
+            raise NotImplementedYet("--network container:<id> is not supported on this node")
+        if mode == "none":
+            extra = [n for n in endpoints if n not in ("none", "default")]
+            if extra:
+                raise InvalidParameter("container cannot be connected to multiple networks with one of "
+                                       "the networks in private (none) mode")
+            return EndpointPlan(none=True)
+        first = DEFAULT_NETWORK if mode == "default" else mode
+        order = [first] + [n for n in endpoints if n not in (first, "default")]
+        planned: list[tuple[str, EndpointConfig]] = []
+        for name in order:
+            net = self._find(name)
+            if any(nid == net.id for nid, _ in planned):
+                continue
+            if net.name == "none" or net.name == "host":
+                if net.name == "host":
+                    raise InvalidParameter(HOST_REFUSED)
+                raise InvalidParameter("container cannot be connected to multiple networks with one of "
+                                       "the networks in private (none) mode")
+            cfg = endpoints.get(name) or (endpoints.get("default") if name == first else None) or EndpointConfig()
+            self._check_endpoint_config(net, cfg)
+            planned.append((net.id, cfg))
+        return EndpointPlan(networks=tuple(planned))
+
+    def _check_endpoint_config(self, net: NetworkRecord, cfg: EndpointConfig) -> None:
+        if net.builtin and cfg.ipv4_address:
+            raise InvalidParameter("user specified IP address is supported on user defined networks only")
+        if net.builtin and cfg.aliases:
+            raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+        if cfg.ipv4_address:
+            if not net.user_subnet:
+                raise InvalidParameter(f"invalid config for network {net.name}: invalid endpoint settings:\n"
+                                       "user specified IP address is supported only when connecting to "
+                                       "networks with user configured subnets")
+            try:
+                ipam.check_static(ipam.parse_pool(net.subnet, net.ip_range, net.gateway), cfg.ipv4_address, ())
+            except InvalidParameter as exc:
+                raise InvalidParameter(f"invalid config for network {net.name}: invalid endpoint settings:\n"
+                                       f"{exc.message}") from None
+            except Forbidden:
+                pass  # the gateway etc.: dockerd says "Address already in use" at start
+
+    def configure_container(self, rec: ContainerRecord, plan: EndpointPlan) -> None:
+        """Write the plan's endpoint requests (after the container record is committed)."""
+        with self._store.write() as txn:
+            for order, (nid, cfg) in enumerate(plan.networks):
+                txn.endpoints.put(f"{rec.id}/{nid}", EndpointRecord(
+                    container_id=rec.id, network_id=nid, node=self._node, tenant=self._tenant,
+                    order=order, aliases=list(cfg.aliases), requested_ip=cfg.ipv4_address))
+
+    # ---- the lifecycle hooks ------------------------------------------------------------------
+
+    async def attach_container(self, rec: ContainerRecord) -> Sandbox:
+        """At start, before the OCI bundle is written: lease addresses, make the namespace and
+        its veths, reserve published ports, program DNAT, write hosts files, register DNS names.
+        All or nothing: a failure undoes every step and raises dockerd's error."""
+        async with self._lock:
+            try:
+                return await self._attach_locked(rec)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await self._teardown(rec.id, forget=False)
+                raise
+
+    async def _attach_locked(self, rec: ContainerRecord) -> Sandbox:
+        cid = rec.id
+        pin = self._netns_dir / cid
+        eps = self._endpoints_of(cid)
+        if not eps:
+            plan = self.plan_endpoints(rec.host_config.network_mode)
+            if not plan.none:
+                self.configure_container(rec, plan)
+                eps = self._endpoints_of(cid)
+        none = not eps
+        nets = self._networks_by_id()
+        for ep in eps:
+            if ep.network_id not in nets:
+                raise NotFound(f"network {ep.network_id} not found")
+        hostname = rec.config.hostname or cid[:12]
+        sandbox = SandboxRecord(container_id=cid, node=self._node, tenant=self._tenant, sandbox_id=new_id(),
+                                netns=str(pin), hostname=hostname, none=none)
+        eps = self._lease(rec, eps, nets, sandbox)  # committed: from here on, _teardown undoes it
+        gw = _gateway_endpoint(eps, nets)
+        reservation = None
+        requests = portmod.requests_from(
+            _bindings(rec), rec.config.exposed_ports, rec.host_config.publish_all_ports)
+        if requests and gw is not None:
+            reservation = portmod.reserve(requests, self._published_except(cid),
+                                          f"{rec.name} ({gw.endpoint_id})", gw.ip)
+            self._live[cid] = _Live(reservation)
+        plugs = [Plug(bridge=nets[e.network_id].bridge, host_ifname=e.host_ifname, ifname=e.ifname,
+                      ip=e.ip, prefix_len=e.prefix_len, gateway=e.gateway if e is gw else None,
+                      mtu=nets[e.network_id].mtu) for e in eps]
+        files = self._files(rec, eps, nets, none)
+        await trio.to_thread.run_sync(self._prepare_sync, pin, plugs, cid, files)
+        published = [PublishedPort(p.proto, p.container_port, p.host_ip, p.host_port)
+                     for p in (reservation.published if reservation else [])]
+        if published:
+            with self._store.write() as txn:
+                txn.sandboxes.put(cid, replace(sandbox, ports=published))
+            await self._firewall.add_ports(_port_rules(published, gw, nets))
+            self._start_proxies(cid, reservation, gw.ip)
+        for ep in eps:
+            self._registry.add(DnsEntry(cid, ep.network_id, ipaddress.IPv4Address(ep.ip), tuple(ep.dns_names)))
+            self._events.publish("network", "connect", ep.network_id,
+                                 {"container": cid, "name": nets[ep.network_id].name, "type": "bridge"})
+        mounts = tuple(MountSpec(dest, str(self._files_dir / cid / fname), "bind", ("rbind", "rw"))
+                       for dest, fname in (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"),
+                                           ("/etc/resolv.conf", "resolv.conf")))
+        return Sandbox(str(pin), mounts, tuple(eps), tuple(published))
+
+    def _lease(self, rec: ContainerRecord, eps: list[EndpointRecord], nets: dict[str, NetworkRecord],
+               sandbox: SandboxRecord) -> list[EndpointRecord]:
+        """One write transaction: an address per endpoint, the leases, the sandbox record."""
+        out = []
+        with self._store.write() as txn:
+            for index, ep in enumerate(eps):
+                out.append(self._lease_one(txn, rec, ep, nets[ep.network_id], index))
+            txn.sandboxes.put(rec.id, sandbox)
+        return out
+
+    def _lease_one(self, txn, rec: ContainerRecord, ep: EndpointRecord, net: NetworkRecord,
+                   index: int) -> EndpointRecord:
+        cid = rec.id
+        pool = ipam.parse_pool(net.subnet, net.ip_range, net.gateway)
+        prefix = net.id + "/"
+        leases = {key[len(prefix):]: owner for key, owner in txn.ip_leases.items_with_prefix(prefix)}
+        mine = [ip for ip, owner in leases.items() if owner == cid]
+        for ip in mine:  # a previous run's lease that was never released (crash): start clean
+            txn.ip_leases.delete(prefix + ip)
+        leased = {int(ipaddress.IPv4Address(ip)) for ip, owner in leases.items() if owner != cid}
+        if ep.requested_ip:
+            try:
+                ip = ipam.check_static(pool, ep.requested_ip, leased)
+            except InvalidParameter as exc:
+                raise InvalidParameter(f"invalid config for network {net.name}: invalid endpoint settings:\n"
+                                       f"{exc.message}") from None
+        else:
+            try:
+                ip = ipam.allocate(pool, leased, self._opts.node_slice)
+            except LookupError:
+                raise SystemError_(f"no available IPv4 addresses on this network's address pools: "
+                                   f"{net.name} ({net.id})") from None
+        txn.ip_leases.put(prefix + str(ip), cid)
+        names = list(dict.fromkeys(n for n in (rec.name, *ep.aliases, cid[:12], rec.config.hostname) if n)) \
+            if not net.builtin else []
+        updated = replace(ep, endpoint_id=new_id(), ip=str(ip), prefix_len=pool.prefix_len,
+                          gateway="" if net.internal else str(pool.gateway), mac=mac_for(str(ip)),
+                          ifname=f"eth{index}", host_ifname=host_ifname(cid, net.id), dns_names=names)
+        txn.endpoints.put(f"{cid}/{net.id}", updated)
+        return updated
+
+    def _files(self, rec: ContainerRecord, eps: list[EndpointRecord], nets: dict[str, NetworkRecord],
+               none: bool) -> dict[str, str]:
+        host = self._host_resolv()
+        hostname = rec.config.hostname or rec.id[:12]
+        extra = [tuple(h.split(":", 1)) for h in rec.host_config.extra_hosts if ":" in h]
+        resolver = nets[eps[0].network_id].gateway if eps else None  # the embedded DNS server
+        return {
+            "hosts": hostsfiles.hosts(hostname, rec.config.domainname, [e.ip for e in eps], extra),
+            "hostname": hostsfiles.hostname(hostname),
+            "resolv.conf": hostsfiles.resolv_conf(host, resolver=None if none else resolver,
+                                                  dns=rec.host_config.dns, dns_search=rec.host_config.dns_search,
+                                                  dns_options=rec.host_config.dns_options),
+        }
+
+    def _host_resolv(self) -> hostsfiles.HostResolvConf:
+        try:
+            with open(self._opts.resolv_conf) as f:
+                return hostsfiles.parse_resolv_conf(f.read(), self._opts.resolv_conf)
+        except OSError:
+            return hostsfiles.HostResolvConf(path=self._opts.resolv_conf)
+
+    def _prepare_sync(self, pin: Path, plugs: list[Plug], cid: str, files: dict[str, str]) -> None:
+        """In a worker thread: namespace + veths + the three files."""
+        self._wiring.create_sandbox(pin, plugs)
+        self._write_files(cid, files)
+
+    def _write_files(self, cid: str, files: dict[str, str]) -> None:
+        folder = self._files_dir / cid
+        folder.mkdir(parents=True, exist_ok=True)
+        for fname, content in files.items():
+            path = folder / fname
+            # In place: a bind-mounted file must keep its inode, or the container keeps the old one.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, content.encode(), 0)
+                os.fchown(fd, self._owner, self._owner)
+            finally:
+                os.close(fd)
+
+    async def detach_container(self, cid: str, *, forget: bool = False) -> None:
+        """At exit (forget=False: the container's network requests stay for its next start) and
+        at remove (forget=True). Idempotent; safe for a container that never started."""
+        async with self._lock:
+            with trio.CancelScope(shield=True):
+                await self._teardown(cid, forget=forget)
+
+    async def _teardown(self, cid: str, *, forget: bool) -> None:
+        live = self._live.pop(cid, None)
+        if live is not None:
+            live.proxies.cancel()
+            if live.reservation is not None:
+                live.reservation.close()
+        self._registry.remove_container(cid)
+        with self._store.read() as txn:
+            sandbox = txn.sandboxes.get(cid)
+        eps = self._endpoints_of(cid)
+        nets = self._networks_by_id()
+        ifnames = [e.host_ifname or host_ifname(cid, e.network_id) for e in eps]
+        # The kernel first: an address goes back to the pool only once no veth carries it and
+        # no DNAT rule points at it.
+        gw = _gateway_endpoint(eps, nets)
+        if sandbox is not None and sandbox.ports and gw is not None:
+            await self._firewall.remove_ports(_port_rules(sandbox.ports, gw, nets))
+        await trio.to_thread.run_sync(self._wiring.destroy_sandbox, self._netns_dir / cid, ifnames)
+        with self._store.write() as txn:
+            for ep in eps:
+                if ep.ip and txn.ip_leases.get(f"{ep.network_id}/{ep.ip}") == cid:
+                    txn.ip_leases.delete(f"{ep.network_id}/{ep.ip}")
+                if forget:
+                    txn.endpoints.delete(f"{cid}/{ep.network_id}")
+                elif ep.ip:
+                    txn.endpoints.put(f"{cid}/{ep.network_id}", replace(
+                        ep, endpoint_id="", ip="", prefix_len=0, gateway="", mac="", ifname="",
+                        host_ifname="", dns_names=[]))
+            txn.sandboxes.delete(cid)
+        await trio.to_thread.run_sync(shutil.rmtree, self._files_dir / cid, True)
+        if sandbox is not None:
+            for ep in eps:
+                if ep.ip and ep.network_id in nets:
+                    self._events.publish("network", "disconnect", ep.network_id,
+                                         {"container": cid, "name": nets[ep.network_id].name, "type": "bridge"})
+
+    async def reconcile(self, known: Iterable[str], running: Iterable[str] | None = None) -> None:
+        """Make kernel and store agree with the containers that exist (`known`) and run
+        (`running`, default: all known). Stale sandboxes, leases, endpoints of removed
+        containers, pins, veths and bridges nobody owns are removed."""
+        known = set(known)
+        running = set(known if running is None else running)
+        async with self._lock:
+            with self._store.read() as txn:
+                sandboxes = [s.container_id for s in txn.sandboxes.values()]
+                endpoint_owners = {e.container_id for e in txn.endpoints.values()}
+            for cid in sandboxes:
+                if cid not in running:
+                    with trio.CancelScope(shield=True):
+                        await self._teardown(cid, forget=cid not in known)
+            for cid in endpoint_owners - known:
+                with trio.CancelScope(shield=True):
+                    await self._teardown(cid, forget=True)
+            with self._store.write() as txn:
+                live = {(e.network_id, e.ip): e.container_id for e in txn.endpoints.values() if e.ip}
+                for key, owner in txn.ip_leases.items():
+                    nid, _, ip = key.partition("/")
+                    if live.get((nid, ip)) != owner or owner not in running:
+                        txn.ip_leases.delete(key)
+                wanted_ifs = {e.host_ifname for e in txn.endpoints.values() if e.host_ifname}
+                wanted_bridges = {n.bridge for n in txn.networks.values() if n.bridge}
+                pinned = {s.container_id for s in txn.sandboxes.values()}
+            await trio.to_thread.run_sync(self._sweep, wanted_ifs, wanted_bridges, pinned)
+            await self._apply_firewall()
+
+    def _sweep(self, wanted_ifs: set[str], wanted_bridges: set[str], pinned: set[str]) -> None:
+        from ..network import netns
+        from ..network.wiring import BRIDGE_PREFIX, VETH_PREFIX
+
+        for link in self._wiring.links():
+            if link.kind == "veth" and link.name.startswith(VETH_PREFIX) and link.name not in wanted_ifs:
+                log.info("removing leftover veth %s", link.name)
+                self._wiring.unplug(link.name)
+            elif link.kind == "bridge" and link.name.startswith(BRIDGE_PREFIX) and link.name not in wanted_bridges:
+                log.info("removing leftover bridge %s", link.name)
+                self._wiring.delete_bridge(link.name)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(self._netns_dir):
+                if entry not in pinned:
+                    netns.remove_pinned(self._netns_dir / entry)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(self._files_dir):
+                if entry not in pinned:
+                    shutil.rmtree(self._files_dir / entry, ignore_errors=True)
+
+    # ---- connect / disconnect -----------------------------------------------------------------
+
+    async def connect(self, term: str, rec: ContainerRecord, cfg: EndpointConfig = EndpointConfig()) -> None:
+        """POST /networks/{id}/connect, on a created, stopped or running container."""
+        net = self._find(term)
+        if net.name == "host":
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        if net.name == "none" or rec.host_config.network_mode == "none":
+            raise Forbidden("container cannot be connected to multiple networks with one of the networks "
+                            "in private (none) mode")
+        self._check_endpoint_config(net, cfg)
+        running = rec.state.status == "running"
+        async with self._lock:
+            eps = self._endpoints_of(rec.id)
+            if not eps and rec.host_config.network_mode not in ("none",):
+                # A container created before its requests were recorded: make them explicit first.
+                plan = self.plan_endpoints(rec.host_config.network_mode)
+                self.configure_container(rec, plan)
+                eps = self._endpoints_of(rec.id)
+            if any(e.network_id == net.id for e in eps):
+                raise Forbidden(f"endpoint with name {rec.name} already exists in network {net.name}")
+            order = max((e.order for e in eps), default=-1) + 1
+            ep = EndpointRecord(container_id=rec.id, network_id=net.id, node=self._node, tenant=self._tenant,
+                                order=order, aliases=list(cfg.aliases), requested_ip=cfg.ipv4_address)
+            with self._store.write() as txn:
+                txn.endpoints.put(f"{rec.id}/{net.id}", ep)
+            if running:
+                try:
+                    await self._plug_running(rec, ep, net, eps)
+                except BaseException:
+                    with trio.CancelScope(shield=True):
+                        await self._unplug_running(rec.id, net, forget=True)
+                    raise
+        self._events.publish("network", "connect", net.id, {"container": rec.id, "name": net.name, "type": "bridge"})
+
+    async def _plug_running(self, rec: ContainerRecord, ep: EndpointRecord, net: NetworkRecord,
+                            others: list[EndpointRecord]) -> None:
+        used = {e.ifname for e in others if e.ifname}
+        index = next(i for i in range(len(used) + 1) if f"eth{i}" not in used)
+        with self._store.write() as txn:
+            ep = self._lease_one(txn, rec, ep, net, index)
+        has_gateway = any(e.ip and e.gateway for e in others)
+        plug = Plug(bridge=net.bridge, host_ifname=ep.host_ifname, ifname=ep.ifname, ip=ep.ip,
+                    prefix_len=ep.prefix_len, gateway=None if has_gateway else (ep.gateway or None), mtu=net.mtu)
+        pin = self._netns_dir / rec.id
+        await trio.to_thread.run_sync(self._wiring.plug, pin, plug)
+        self._registry.add(DnsEntry(rec.id, net.id, ipaddress.IPv4Address(ep.ip), tuple(ep.dns_names)))
+        await self._rewrite_hosts(rec)
+
+    async def disconnect(self, term: str, rec: ContainerRecord, force: bool = False) -> None:
+        """POST /networks/{id}/disconnect, on a stopped or running container."""
+        net = self._find(term)
+        if net.name == "host":
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        async with self._lock:
+            eps = self._endpoints_of(rec.id)
+            if not eps and rec.host_config.network_mode != "none":
+                self.configure_container(rec, self.plan_endpoints(rec.host_config.network_mode))
+                eps = self._endpoints_of(rec.id)
+            if not any(e.network_id == net.id for e in eps) and not force:
+                raise Forbidden(f"container {rec.id} is not connected to network {net.name}")
+            await self._unplug_running(rec.id, net, forget=True)
+            await self._rewrite_hosts(rec)
+        self._events.publish("network", "disconnect", net.id, {"container": rec.id, "name": net.name, "type": "bridge"})
+
+    async def _unplug_running(self, cid: str, net: NetworkRecord, *, forget: bool) -> None:
+        with self._store.read() as txn:
+            ep = txn.endpoints.get(f"{cid}/{net.id}")
+        if ep is None:
+            return
+        with self._store.read() as txn:
+            sandbox = txn.sandboxes.get(cid)
+        nets = self._networks_by_id()
+        if sandbox is not None and sandbox.ports and _gateway_endpoint(self._endpoints_of(cid), nets) == ep:
+            # Its published ports ride on this endpoint: unpublish them (no DNAT rule may point
+            # at an address about to return to the pool).
+            await self._firewall.remove_ports(_port_rules(sandbox.ports, ep, nets))
+            live = self._live.pop(cid, None)
+            if live is not None:
+                live.proxies.cancel()
+                if live.reservation is not None:
+                    live.reservation.close()
+            with self._store.write() as txn:
+                txn.sandboxes.put(cid, replace(sandbox, ports=[]))
+        if ep.host_ifname:
+            await trio.to_thread.run_sync(self._wiring.unplug, ep.host_ifname)
+        self._registry.remove(net.id, cid)
+        with self._store.write() as txn:
+            if ep.ip and txn.ip_leases.get(f"{net.id}/{ep.ip}") == cid:
+                txn.ip_leases.delete(f"{net.id}/{ep.ip}")
+            if forget:
+                txn.endpoints.delete(f"{cid}/{net.id}")
+
+    async def _rewrite_hosts(self, rec: ContainerRecord) -> None:
+        with self._store.read() as txn:
+            sandbox = txn.sandboxes.get(rec.id)
+        if sandbox is None:
+            return
+        eps = [e for e in self._endpoints_of(rec.id) if e.ip]
+        hostname = rec.config.hostname or rec.id[:12]
+        extra = [tuple(h.split(":", 1)) for h in rec.host_config.extra_hosts if ":" in h]
+        content = hostsfiles.hosts(hostname, rec.config.domainname, [e.ip for e in eps], extra)
+        await trio.to_thread.run_sync(self._write_files, rec.id, {"hosts": content})
+
+    # ---- published ports, firewall ------------------------------------------------------------
+
+    def _published_except(self, cid: str) -> list[portmod.Published]:
+        return [p for other, live in self._live.items() if other != cid and live.reservation
+                for p in live.reservation.published]
+
+    def _start_proxies(self, cid: str, reservation: portmod.Reservation, container_ip: str) -> None:
+        live = self._live.setdefault(cid, _Live())
+        live.reservation = reservation
+        if self._nursery is not None:
+            self._nursery.start_soon(self._proxies, live.proxies, reservation, container_ip)
+
+    @staticmethod
+    async def _proxies(scope: trio.CancelScope, reservation: portmod.Reservation, container_ip: str) -> None:
+        """One container's userland proxies (loopback and hairpin traffic); cancelled at detach."""
+        with scope:
+            async with trio.open_nursery() as nursery:
+                for pub, sock in reservation.items:
+                    nursery.start_soon(portmod.proxy, sock, pub.proto, (container_ip, pub.container_port))
+
+    async def _apply_firewall(self) -> None:
+        nets = [n for n in self._bridge_networks()]
+        walls = [BridgeWall(n.bridge, n.subnet, n.gateway, n.internal,
+                            masquerade=n.options.get(OPT_MASQUERADE, str(self._opts.outbound_nat)).lower() == "true"
+                            if not n.builtin else self._opts.outbound_nat)
+                 for n in nets]
+        by_id = {n.id: n for n in nets}
+        rules = []
+        with self._store.read() as txn:
+            sandboxes = list(txn.sandboxes.values())
+        for sb in sandboxes:
+            gw = _gateway_endpoint(self._endpoints_of(sb.container_id), by_id) if sb.ports else None
+            if gw is not None:
+                rules += _port_rules(sb.ports, gw, by_id)
+        await self._firewall.apply(walls, rules)
+
+    # ---- inspect helpers ----------------------------------------------------------------------
+
+    def container_networks(self, rec: ContainerRecord) -> ContainerNetworks:
+        """NetworkSettings for inspect: endpoints (running: with addresses), published ports."""
+        with self._store.read() as txn:
+            sandbox = txn.sandboxes.get(rec.id)
+        nets = self._networks_by_id()
+        eps = tuple(EndpointView(e, nets[e.network_id], rec.name) for e in self._endpoints_of(rec.id)
+                    if e.network_id in nets)
+        mode = rec.host_config.network_mode or "default"
+        if not eps and mode not in ("none", "host") and not mode.startswith("container:"):
+            # Never configured (or forgotten): show the network its mode names, unwired.
+            try:
+                net = self._find(DEFAULT_NETWORK if mode == "default" else mode)
+            except NotFound:
+                net = None
+            if net is not None:
+                eps = (EndpointView(EndpointRecord(rec.id, net.id, self._node, self._tenant), net, rec.name),)
+        return ContainerNetworks(sandbox, eps, tuple(sandbox.ports) if sandbox else (),
+                                 rec.host_config.network_mode or "default")
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def ensure_bind_targets(rootfs: Path, mounts: Iterable[MountSpec], owner_uid: int = 0) -> None:
+    """Create the empty files the Sandbox's bind mounts land on (/etc/hosts, /etc/hostname,
+    /etc/resolv.conf) where the image has none: crun does not create a missing file target.
+    Never follows a symlink out of the rootfs: an image's symlinked resolv.conf is left as is
+    (crun resolves it inside the rootfs)."""
+    for m in mounts:
+        parent, name = os.path.split(m.destination.lstrip("/"))
+        folder = Path(rootfs) / parent
+        if not folder.is_dir() or folder.is_symlink():
+            if folder.exists() or folder.is_symlink():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chown(folder, owner_uid, owner_uid)
+        dirfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=dirfd)
+        except FileExistsError:
+            continue
+        else:
+            os.fchown(fd, owner_uid, owner_uid)
+            os.close(fd)
+        finally:
+            os.close(dirfd)
+
+
+def _gateway_endpoint(eps: Sequence[EndpointRecord], nets: Mapping[str, NetworkRecord]) -> EndpointRecord | None:
+    """The endpoint that carries the default route (and published ports): the first non-internal."""
+    for ep in sorted(eps, key=lambda e: e.order):
+        net = nets.get(ep.network_id)
+        if ep.ip and net is not None and not net.internal:
+            return ep
+    return None
+
+
+def _port_rules(ports: Iterable[PublishedPort], gw: EndpointRecord,
+                nets: Mapping[str, NetworkRecord]) -> list[PortRule]:
+    bridge = nets[gw.network_id].bridge
+    return [PortRule(p.proto, p.host_ip, p.host_port, gw.ip, p.container_port, bridge) for p in ports]
+
+
+def _bindings(rec: ContainerRecord) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for b in rec.host_config.port_bindings:
+        out.setdefault(b.port, []).append((b.host_ip, b.host_port))
+    return out
+
+
+def _ours(route: ipaddress.IPv4Network, nets: Sequence[NetworkRecord]) -> bool:
+    return any(route == ipaddress.IPv4Network(n.subnet) for n in nets if n.subnet)
+
+
+def _int_option(options: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    if key not in options:
+        return default
+    try:
+        value = int(options[key])
+    except ValueError:
+        raise InvalidParameter(f"invalid {key} value: {options[key]!r}") from None
+    if not lo <= value <= hi:
+        raise InvalidParameter(f"invalid {key} value: {value} (must be {lo}-{hi})")
+    return value
+
+
+def _match(pattern: str, value: str) -> bool:
+    if pattern == value:
+        return True
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return False
+
+
+def _labels_match(labels: Mapping[str, str], filters: Mapping[str, Sequence[str]]) -> bool:
+    for item in filters.get("label", []):
+        key, eq, value = item.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    for item in filters.get("label!", []):
+        key, eq, value = item.partition("=")
+        if key in labels and (not eq or labels[key] == value):
+            return False
+    return True
+
+
+def _parse_until(value: str) -> int:
+    """`until=` as a timestamp or a Go duration (10m, 2h30m) before now; ns since the epoch."""
+    m = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms|us|ns))+)", value)
+    if m:
+        total = 0.0
+        for num, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)", value):
+            total += float(num) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[unit]
+        return time.time_ns() - int(total * 1e9)
+    try:
+        if "." in value:
+            secs, frac = value.split(".", 1)
+            return int(secs) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
+        return int(value) * 1_000_000_000
+    except ValueError:
+        pass
+    import datetime as dt
+
+    try:
+        return int(dt.datetime.fromisoformat(value).timestamp() * 1e9)
+    except ValueError:
+        raise InvalidParameter(f"invalid filter 'until={value}'") from None

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ApplianceError, InvalidParameter
 from .errors import error_body, status_and_message
+from .routes import archive as archive_routes
 from .routes import containers, execs, images, networks, system, volumes
 from .version import check_version, split_version
 
@@ -50,6 +51,7 @@ def create_app(engine) -> _VersionPrefix:
     for blueprint in (system.blueprint(engine), containers.blueprint(engine), execs.blueprint(engine),
                       images.blueprint(engine), volumes.blueprint(engine)):
         app.register_blueprint(blueprint)
+    app.register_blueprint(archive_routes.blueprint(engine))
     if getattr(engine, "networks", None) is not None:
         app.register_blueprint(networks.blueprint(engine))
 

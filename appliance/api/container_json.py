@@ -6,8 +6,11 @@ import re
 import shlex
 import time
 
+from ..engine.containers import ResourceUpdate
 from ..errors import InvalidParameter
-from ..store.records import ContainerConfig, ContainerRecord, HostConfig, MountRequest
+from ..store.records import (
+    LIVE_STATUSES, ContainerConfig, ContainerRecord, HealthConfig, HealthState, HostConfig, MountRequest,
+)
 from .jsonfields import get_bool, get_dict, get_int, get_str, get_str_list, get_str_map
 from .timefmt import human_duration, rfc3339
 
@@ -39,6 +42,7 @@ def parse_create(body: dict) -> tuple[ContainerConfig, HostConfig]:
         volumes=sorted(get_dict(body, "Volumes", _C)),
         stop_signal=get_str(body, "StopSignal", _C),
         stop_timeout=get_int(body, "StopTimeout", _C, default=-2) if body.get("StopTimeout") is not None else None,
+        healthcheck=_healthcheck(get_dict(body, "Healthcheck", _C)) if body.get("Healthcheck") is not None else None,
     )
     if config.working_dir and not config.working_dir.startswith("/"):
         raise InvalidParameter(f"the working directory '{config.working_dir}' is invalid, it needs to be an absolute path")
@@ -70,10 +74,32 @@ def parse_create(body: dict) -> tuple[ContainerConfig, HostConfig]:
         console_size=_console_size(host.get("ConsoleSize")),
         log_max_size=log_max_size,
         log_max_file=log_max_file,
+        init=get_bool(host, "Init", _H) if host.get("Init") is not None else None,
     )
     if get_bool(host, "Privileged", _H):
         raise InvalidParameter("privileged containers are not supported: every container is isolated")
     return config, hc
+
+
+def _healthcheck(h: dict) -> HealthConfig:
+    where = "HealthConfig"
+    return HealthConfig(test=get_str_list(h, "Test", where) or [], interval=get_int(h, "Interval", where),
+                        timeout=get_int(h, "Timeout", where), start_period=get_int(h, "StartPeriod", where),
+                        start_interval=get_int(h, "StartInterval", where), retries=get_int(h, "Retries", where))
+
+
+def parse_update(body: dict) -> ResourceUpdate:
+    """POST /containers/{id}/update: Docker's UpdateConfig (Resources plus RestartPolicy)."""
+    where = "UpdateConfig"
+    restart = get_dict(body, "RestartPolicy", where)
+    pids = body.get("PidsLimit")
+    return ResourceUpdate(
+        memory=get_int(body, "Memory", where), memory_swap=get_int(body, "MemorySwap", where),
+        nano_cpus=get_int(body, "NanoCpus", where), cpu_shares=get_int(body, "CpuShares", where),
+        cpu_period=get_int(body, "CpuPeriod", where), cpu_quota=get_int(body, "CpuQuota", where),
+        pids_limit=get_int(body, "PidsLimit", where) if pids is not None else None,
+        restart_policy=get_str(restart, "Name", "RestartPolicy"),
+        restart_max_retries=get_int(restart, "MaximumRetryCount", "RestartPolicy"))
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
@@ -124,10 +150,28 @@ def _mount(m) -> MountRequest:
 
 def _state(rec: ContainerRecord) -> dict:
     s = rec.state
-    return {"Status": s.status if s.status != "removing" else "removing", "Running": s.status == "running",
-            "Paused": False, "Restarting": False, "OOMKilled": s.oom_killed, "Dead": s.status == "dead",
-            "Pid": s.pid, "ExitCode": s.exit_code, "Error": s.error,
-            "StartedAt": rfc3339(s.started_at), "FinishedAt": rfc3339(s.finished_at)}
+    out = {"Status": s.status, "Running": s.status in LIVE_STATUSES,
+           "Paused": s.status == "paused", "Restarting": s.status == "restarting", "OOMKilled": s.oom_killed,
+           "Dead": s.status == "dead", "Pid": s.pid, "ExitCode": s.exit_code, "Error": s.error,
+           "StartedAt": rfc3339(s.started_at), "FinishedAt": rfc3339(s.finished_at)}
+    if s.health is not None:
+        out["Health"] = _health(s.health)
+    return out
+
+
+def _health(h: HealthState) -> dict:
+    return {"Status": h.status, "FailingStreak": h.failing_streak,
+            "Log": [{"Start": rfc3339(r.start), "End": rfc3339(r.end), "ExitCode": r.exit_code,
+                     "Output": r.output} for r in h.log]}
+
+
+def _healthcheck_json(h: HealthConfig) -> dict:
+    out: dict = {"Test": h.test}
+    for key, value in (("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period),
+                       ("StartInterval", h.start_interval), ("Retries", h.retries)):
+        if value:
+            out[key] = value
+    return out
 
 
 def config_json(rec: ContainerRecord) -> dict:
@@ -143,6 +187,8 @@ def config_json(rec: ContainerRecord) -> dict:
         out["StopSignal"] = c.stop_signal
     if c.stop_timeout is not None:
         out["StopTimeout"] = c.stop_timeout
+    if c.healthcheck is not None:
+        out["Healthcheck"] = _healthcheck_json(c.healthcheck)
     return out
 
 
@@ -163,7 +209,8 @@ def host_config_json(h: HostConfig) -> dict:
             "MemorySwap": h.memory_swap, "MemorySwappiness": None, "OomKillDisable": False,
             "PidsLimit": h.pids_limit or None, "Ulimits": [],
             "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
-                       for m in h.mounts] or None}
+                       for m in h.mounts] or None,
+            **({"Init": h.init} if h.init is not None else {})}
 
 
 def _log_config(h: HostConfig) -> dict:
@@ -212,10 +259,18 @@ def inspect_json(rec: ContainerRecord, log_path: str) -> dict:
 
 
 def status_text(rec: ContainerRecord, now_ns: int | None = None) -> str:
+    """docker ps STATUS, as dockerd's State.String()."""
     now = now_ns or time.time_ns()
     s = rec.state
+    if s.status == "paused":
+        return f"Up {human_duration((now - s.started_at) / 1e9)} (Paused)"
+    if s.status == "restarting":
+        return f"Restarting ({s.exit_code}) {human_duration((now - s.finished_at) / 1e9)} ago"
     if s.status == "running":
-        return "Up " + human_duration((now - s.started_at) / 1e9)
+        up = "Up " + human_duration((now - s.started_at) / 1e9)
+        if s.health is not None:
+            return f"{up} (health: starting)" if s.health.status == "starting" else f"{up} ({s.health.status})"
+        return up
     if s.status == "removing":
         return "Removal In Progress"
     if s.status == "exited" and s.finished_at:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import re
+import socket
+import struct
+import termios
 
 import trio
 
@@ -20,6 +24,7 @@ log = logging.getLogger(__name__)
 _ATTACH = re.compile(r"^/containers/([^/]+)/attach$")
 _EXEC_START = re.compile(r"^/exec/([^/]+)/start$")
 _DRAIN_SECONDS = 2
+_HEAD_READ_SECONDS = 0.5
 
 
 def _flag(req: HijackRequest, name: str) -> bool:
@@ -66,6 +71,31 @@ async def _drain(conn: HijackConnection, client: _Client | None) -> None:
             pass
 
 
+def _unread_bytes(stream) -> int | None:
+    """Bytes we sent that the peer has not read yet (AF_UNIX only; None: cannot tell)."""
+    sock = getattr(stream, "socket", None)
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return None
+    return struct.unpack("i", raw)[0]
+
+
+async def _wait_head_read(conn: HijackConnection) -> None:
+    """Hold the first output back until the client has read the 101 head.
+
+    docker-py reads the head through http.client's buffered reader and then reads the raw
+    socket underneath, so output that arrived together with the head would sit unread in that
+    buffer and be lost (docker-py #1770): `attach(logs=True, stream=False)` then returns b"".
+    On a unix socket the kernel tells us when the head has been consumed; bounded, so a
+    client that never reads cannot hold the attach."""
+    with trio.move_on_after(_HEAD_READ_SECONDS):
+        while (_unread_bytes(conn.stream) or 0) > 0:
+            await trio.sleep(0.001)
+
+
 def make_hijack_handler(engine):
     async def handle(req: HijackRequest, conn: HijackConnection) -> None:
         client: _Client | None = None
@@ -76,6 +106,7 @@ def make_hijack_handler(engine):
                 nonlocal client
                 mux = not tty and at_least(version, "1.42")
                 await conn.upgrade_to_raw(MUX_CONTENT_TYPE if mux else RAW_CONTENT_TYPE)
+                await _wait_head_read(conn)
                 client = _Client(conn, tty)
                 return client
 
@@ -91,7 +122,8 @@ def make_hijack_handler(engine):
                 opts = AttachOptions(stdin=_flag(req, "stdin"), stdout=_flag(req, "stdout"),
                                      stderr=_flag(req, "stderr"), stream=_flag(req, "stream"),
                                      logs=_flag(req, "logs"))
-                await engine.containers.attach(_ATTACH.match(req.path).group(1), opts, get_streams)
+                await engine.containers.attach(_ATTACH.match(req.path).group(1), opts, get_streams,
+                                               detach_keys=req.arg("detachKeys"))
         except ApplianceError as exc:
             if conn.responded:  # after the upgrade an error can only end the stream
                 log.info("%s ended: %s", req.path, exc.message)

@@ -1,4 +1,10 @@
-"""The attach pump: conmon's attach socket <-> one hijacked client, for routes and forwarder alike."""
+"""The attach pump: conmon's attach socket <-> one hijacked client, for routes and forwarder alike.
+
+Its stdin rules are dockerd's (container/stream/attach.go CopyStreams): a tty's stdin goes
+through the detach-key scanner; when the client's stdin ends (or it typed the detach keys), a
+non-tty StdinOnce container gets EOF on its stdin and the output keeps flowing until it exits;
+in every other case the attach simply ends and the container keeps running.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import trio
+
+from .detach import DetachScanner
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,7 @@ class AttachOptions:
     stderr: bool = True
     stream: bool = True
     logs: bool = False
+    detach_keys: bytes | None = None  # scan stdin for these (tty attaches); None: no scanning
 
 
 class AttachClient(Protocol):
@@ -60,22 +69,37 @@ class AttachConns:
 
 
 async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, stdin_once: bool,
-               *, close_output: bool = True) -> None:
-    """Copy until the process's output ends; stdin EOF closes the process's stdin if stdin_once.
+               *, tty: bool = False, close_output: bool = True) -> bool:
+    """Copy until the process's output ends, or the client's stdin ends (see the module doc).
+    Returns True if the client detached with its detach keys.
 
     close_output=False leaves the client's half-close to the caller (exec records its exit code
     first: the CLI asks for it as soon as it sees EOF)."""
+    detached = False
+    scanner = DetachScanner(opts.detach_keys) if tty and opts.detach_keys else None
+
+    async def forward(data: bytes) -> None:
+        if not data or conns.stdin is None:
+            return
+        try:
+            await conns.stdin.send(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            conns.stdin = None  # the process is gone or closed its stdin: drop the rest
 
     async def copy_stdin() -> None:
+        nonlocal detached
         while data := await client.receive_stdin():
-            if conns.stdin is None:
+            if scanner is None:
+                await forward(data)
                 continue
-            try:
-                await conns.stdin.send(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-                conns.stdin = None  # the process is gone or closed its stdin: drop the rest
-        if stdin_once:
+            await forward(scanner.feed(data))
+            if scanner.detached:
+                detached = True
+                break
+        if stdin_once and not tty and not detached:
             await conns.close_stdin()
+        else:
+            nursery.cancel_scope.cancel()  # the attach ends; the container carries on
 
     async with trio.open_nursery() as nursery:
         if opts.stdin:
@@ -84,6 +108,7 @@ async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, st
             stream, data = item
             if (stream == 1 and opts.stdout) or (stream == 2 and opts.stderr):
                 await client.send_output(stream, data)
-        if close_output:
-            await client.close_output()
         nursery.cancel_scope.cancel()
+    if close_output:
+        await client.close_output()
+    return detached

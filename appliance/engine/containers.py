@@ -1,7 +1,13 @@
-"""Container lifecycle: create, start, stop, kill, remove, wait, rename, attach, and the supervisor.
+"""Container lifecycle: create, start, stop, kill, pause, update, remove, wait, rename, attach,
+and the supervisor.
 
-The supervisor is the nursery in `run()`: one task per running container waits on its monitor
-(conmon) and records the exit. On start it reconciles the store with what really runs.
+The supervisor is the nursery in `run()`: one task per live container waits on its monitor
+(conmon), runs its health checks, records the exit and applies the restart policy (back-off
+included, in the same task). On start it reconciles the store with what really runs and starts
+what the restart policies say should run.
+
+States (ContainerState.status): created -> running <-> paused; running -> restarting (a policy
+restart is waiting out its back-off) -> running; running | restarting -> exited; any -> removing.
 """
 
 from __future__ import annotations
@@ -19,15 +25,21 @@ from pathlib import Path
 import trio
 
 from ..errors import (
-    ApplianceError, Conflict, InvalidParameter, NotFound, NotModified,
+    ApplianceError, Conflict, InvalidParameter, NotFound, NotModified, SystemError_,
 )
 from ..runtime import spec as rspec
 from ..runtime.conmon_proto import CommandNotExecutable, CommandNotFound
 from ..runtime.logfile import LogFollower, select
+from ..runtime.resources import MemoryBelowUsage
 from ..store import Store
-from ..store.records import ContainerConfig, ContainerRecord, HostConfig, MountPoint
+from ..store.records import (
+    LIVE_STATUSES, ContainerConfig, ContainerRecord, HealthResult, HealthState, HostConfig, MountPoint,
+)
+from . import health as health_rules
 from . import mounts as mount_rules
+from . import restart as restart_policy
 from .attach import AttachClient, AttachConns, AttachOptions, pump
+from .detach import parse_detach_keys
 from .events import EventLog
 from .naming import check_container_name, generated_name, new_id
 from .process import merge_env, resolve_user_in
@@ -36,6 +48,7 @@ from .signals import parse_signal
 log = logging.getLogger(__name__)
 
 MIN_MEMORY = 6 * 1024 * 1024
+_PROCESS_STATUSES = ("running", "paused")  # a process exists (maybe frozen)
 
 
 @dataclass
@@ -61,6 +74,32 @@ class _StartWaiter:
     conns: AttachConns | None = None
 
 
+@dataclass
+class _RunControl:
+    """In-memory restart-manager state of one container (as dockerd keeps it: not persisted)."""
+
+    backoff: float = 0.0               # the back-off after the last exit (restart.next_backoff)
+    exit_on_next: bool = False         # stop/kill asked for this exit: no policy restart after it
+    manual_restart: bool = False       # `docker restart` in progress: no auto-remove in between
+    wakeup: trio.CancelScope | None = None  # the back-off sleep of a pending policy restart
+    probe: trio.CancelScope | None = None   # the health probe in flight
+
+
+@dataclass(frozen=True)
+class ResourceUpdate:
+    """`docker update`: what to change (None / 0: keep), as dockerd's UpdateConfig."""
+
+    memory: int = 0
+    memory_swap: int = 0
+    nano_cpus: int = 0
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    pids_limit: int | None = None
+    restart_policy: str = ""           # "" keeps the policy
+    restart_max_retries: int = 0
+
+
 @dataclass(frozen=True)
 class NodeLimits:
     ncpu: int
@@ -77,6 +116,7 @@ class ContainerService:
         self._watches: dict[str, _Watch] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._start_waiters: dict[str, list[_StartWaiter]] = {}
+        self._control: dict[str, _RunControl] = {}
         self._nursery: trio.Nursery | None = None
 
     # ---- supervisor -------------------------------------------------------------------------
@@ -84,64 +124,246 @@ class ContainerService:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await self._reconcile()
+            to_start = await self._reconcile()
+            for cid in to_start:  # dockerd's restore(): policy restarts before the API is ready
+                await self._boot_start(cid)
             task_status.started()
             await trio.sleep_forever()
 
-    async def _reconcile(self) -> None:
-        """Make the store true after a restart or kill -9, and remove leftovers of deleted containers."""
+    async def _reconcile(self) -> list[str]:
+        """Make the store true after a restart or kill -9, and remove leftovers of deleted
+        containers. Returns the containers the restart policies want started again."""
         with self._store.read() as txn:
             records = list(txn.containers.values())
+        to_start = []
         for rec in records:
-            if rec.state.status == "removing":
+            status = rec.state.status
+            if status == "removing":
                 await self._finish_remove(rec, remove_volumes=True)
                 continue
-            if rec.state.status not in ("running", "created"):
-                continue
-            status = self._runtime.exit_status(rec.id)
-            conmon_pid = rec.state.conmon_pid or self._runtime.conmon_pid(rec.id)
-            if status is not None:
-                await self._record_exit(rec.id, status)
-            elif conmon_pid and _alive(conmon_pid):
-                pid = rec.state.pid or self._runtime.container_pid(rec.id)
-                if rec.state.status == "created":  # acknowledged start was in flight: it did start
-                    self._update_state(rec.id, status="running", pid=pid, conmon_pid=conmon_pid,
-                                       started_at=time.time_ns())
-                self._spawn_supervisor(rec.id, conmon_pid)
-            elif rec.state.status == "running":
-                await self._runtime.cleanup(rec.id)
-                self._update_state(rec.id, status="exited", exit_code=255, pid=0,
-                                   finished_at=time.time_ns(), error="container monitor lost")
+            if status == "restarting":  # the node went down during a back-off
+                rec = self._update_state(rec.id, status="exited") or rec
+            elif status in ("running", "paused", "created"):
+                rec = await self._readopt(rec)
+                if rec is None:  # its exit was recorded and it was auto-removed
+                    continue
+            if rec.state.status == "exited" and rec.state.started_at and self._wants_boot_start(rec):
+                to_start.append(rec.id)
         known = {r.id for r in records}
         for leftover in self._runtime.leftovers(known):
             log.info("removing leftovers of deleted container %s", leftover)
             await self._runtime.remove(leftover)
+        return to_start
+
+    async def _readopt(self, rec: ContainerRecord) -> ContainerRecord | None:
+        """A container the store says has (or was getting) a process: adopt it again, or record
+        how it ended while no node was watching. None if that removed it (--rm)."""
+        cid = rec.id
+        exit_status = self._runtime.exit_status(cid)
+        conmon_pid = rec.state.conmon_pid or self._runtime.conmon_pid(cid)
+        if exit_status is not None:
+            await self._record_exit(cid, exit_status, boot=True)
+        elif conmon_pid and _alive(conmon_pid):
+            pid = rec.state.pid or self._runtime.container_pid(cid)
+            if rec.state.status == "created":  # acknowledged start was in flight: it did start
+                self._update_state(cid, status="running", pid=pid, conmon_pid=conmon_pid,
+                                   started_at=time.time_ns())
+            elif rec.state.status == "paused" and await self._runtime.state(cid) == "running":
+                self._update_state(cid, status="running")  # resumed behind our back
+            self._spawn_supervisor(cid, conmon_pid)
+        elif rec.state.status in _PROCESS_STATUSES:
+            await self._runtime.cleanup(cid)
+            self._update_state(cid, status="exited", exit_code=255, pid=0, finished_at=time.time_ns(),
+                               error="container monitor lost",
+                               health=health_rules.stopped(rec.state.health))
+        return self._lookup(cid)
+
+    def _wants_boot_start(self, rec: ContainerRecord) -> bool:
+        host = rec.host_config
+        return restart_policy.restart_on_boot(
+            host.restart_policy, host.restart_max_retries, exit_code=rec.state.exit_code,
+            manually_stopped=rec.state.manually_stopped, restart_count=rec.restart_count)
+
+    async def _boot_start(self, cid: str) -> None:
+        try:
+            async with self._lock(cid):
+                rec = self.get(cid)
+                if rec.state.status == "exited":
+                    await self._start_locked(self._reset_restart_manager(rec))
+        except (ApplianceError, OSError) as exc:
+            log.warning("could not restart container %s at node start: %s", cid, getattr(exc, "message", exc))
+
+    def _reset_restart_manager(self, rec: ContainerRecord) -> ContainerRecord:
+        """dockerd ResetRestartManager(true), done by every explicit start: back-off and
+        RestartCount start over."""
+        control = self._ctl(rec.id)
+        control.backoff, control.exit_on_next = 0.0, False
+        if not rec.restart_count:
+            return rec
+        with self._store.write() as txn:
+            fresh = txn.containers.get(rec.id)
+            if fresh is None:
+                return rec
+            fresh.restart_count = 0
+            txn.containers.put(rec.id, fresh)
+        return fresh
 
     def _spawn_supervisor(self, cid: str, conmon_pid: int) -> None:
         assert self._nursery is not None, "ContainerService.run() owns the supervisors"
         self._nursery.start_soon(self._supervise, cid, conmon_pid)
 
     async def _supervise(self, cid: str, conmon_pid: int) -> None:
-        status = await self._runtime.wait_exit(cid, conmon_pid)
-        await self._record_exit(cid, status)
-
-    async def _record_exit(self, cid: str, status) -> None:
-        # Store first: cleanup deletes the exit file, and a crash between the two must not lose the code.
-        rec = self._update_state(cid, status="exited", exit_code=status.code, oom_killed=status.oom_killed,
-                                 pid=0, finished_at=status.finished_at_ns or time.time_ns())
-        await self._runtime.cleanup(cid)
-        if rec is None:
+        """One run of a container: its health checks while it lives, then its exit and
+        (policy permitting) its next start after the back-off."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._health_loop, cid)
+            try:
+                status = await self._runtime.wait_exit(cid, conmon_pid)
+            except NotFound:  # removed while we waited
+                nursery.cancel_scope.cancel()
+                return
+            except SystemError_ as exc:
+                log.warning("container %s: %s", cid, exc.message)
+                status = None
+            nursery.cancel_scope.cancel()
+        if status is None:
+            rec = self._update_state(cid, status="exited", exit_code=255, pid=0, finished_at=time.time_ns(),
+                                     error="container monitor lost")
+            with trio.CancelScope(shield=True):
+                await self._runtime.cleanup(cid)
+            if rec is not None:
+                self._publish(rec, "die", exitCode="255", execDuration="0")
             return
+        delay = await self._record_exit(cid, status)
+        if delay is not None:
+            await self._restart_after(cid, delay)
+
+    async def _record_exit(self, cid: str, status, *, boot: bool = False) -> float | None:
+        """Store the exit, clean the run up, publish `die`; apply the restart policy. Returns
+        the back-off to wait before a policy restart, or None if the container stays down.
+        boot: the exit happened while no node ran; node start decides about restarts."""
+        before = self._lookup(cid)
+        if before is None:
+            return None
+        control = self._ctl(cid)
+        finished_at = status.finished_at_ns or time.time_ns()
+        ran_for = max(0.0, (finished_at - before.state.started_at) / 1e9)
+        host = before.host_config
+        decision = restart_policy.should_restart(
+            host.restart_policy, host.restart_max_retries, exit_code=status.code,
+            manually_stopped=before.state.manually_stopped, restart_count=before.restart_count,
+            ran_for=ran_for, backoff=control.backoff)
+        control.backoff = decision.delay
+        restart = (decision.restart and not boot and not control.exit_on_next
+                   and before.state.status in _PROCESS_STATUSES)
+        # Store first: cleanup deletes the exit file, and a crash between the two must not lose the code.
+        with self._store.write() as txn:
+            rec = txn.containers.get(cid)
+            if rec is None:
+                return None
+            rec.state = replace(rec.state, status="restarting" if restart else "exited",
+                                exit_code=status.code, oom_killed=status.oom_killed, pid=0,
+                                finished_at=finished_at, health=health_rules.stopped(rec.state.health))
+            if restart:
+                rec.restart_count += 1
+            txn.containers.put(cid, rec)
+        with trio.CancelScope(shield=True):
+            await self._runtime.cleanup(cid)
         if status.oom_killed:
             self._publish(rec, "oom")
-        duration = max(0, (rec.state.finished_at - rec.state.started_at) // 1_000_000_000)
-        self._publish(rec, "die", exitCode=str(status.code), execDuration=str(duration))
+        self._publish(rec, "die", exitCode=str(status.code), execDuration=str(int(ran_for)))
         watch = self._watch(cid)
         watch.exits += 1
         watch.last_exit = status.code
         watch.notify()
-        if rec.host_config.auto_remove:
+        if restart:
+            return decision.delay
+        if rec.host_config.auto_remove and not control.manual_restart:
             await self.remove(cid, force=True, remove_volumes=True)
+        return None
+
+    async def _restart_after(self, cid: str, delay: float) -> None:
+        """Wait out the back-off, then start again unless stop/kill/rm came first."""
+        control = self._ctl(cid)
+        with trio.CancelScope() as scope:
+            control.wakeup = scope
+            await trio.sleep(delay)
+        if control.wakeup is scope:
+            control.wakeup = None
+        async with self._lock(cid):
+            rec = self._lookup(cid)
+            if rec is None or rec.state.status != "restarting":
+                return
+            try:
+                await self._start_locked(rec)
+            except (ApplianceError, OSError) as exc:
+                log.info("restart of container %s failed: %s", cid, getattr(exc, "message", exc))
+                self._update_state(cid, status="exited")
+
+    def _cancel_restart(self, rec: ContainerRecord) -> ContainerRecord:
+        """stop/kill/rm of a container waiting to be restarted: it stays down (dockerd's
+        restart-manager Cancel)."""
+        control = self._ctl(rec.id)
+        control.exit_on_next = True
+        if control.wakeup is not None:
+            control.wakeup.cancel()
+        return self._update_state(rec.id, status="exited", manually_stopped=True) or rec
+
+    # ---- health checks ------------------------------------------------------------------------
+
+    async def _health_loop(self, cid: str) -> None:
+        """Probe the container while it runs (paused: wait); part of its supervisor task."""
+        rec = self._lookup(cid)
+        if rec is None or health_rules.probe_args(rec.config.healthcheck) is None:
+            return
+        run_started = rec.state.started_at
+        while True:
+            changed = self.change_event(cid)
+            rec = self._lookup(cid)
+            if rec is None or rec.state.started_at != run_started or rec.state.status not in _PROCESS_STATUSES:
+                return
+            if rec.state.status == "paused":
+                await changed.wait()
+                continue
+            cfg = rec.config.healthcheck
+            status = rec.state.health.status if rec.state.health else health_rules.STARTING
+            await trio.sleep(health_rules.next_delay(cfg, status, run_started, time.time_ns()))
+            rec = self._lookup(cid)
+            if rec is None or rec.state.started_at != run_started or rec.state.status != "running":
+                continue
+            result = await self._probe(rec)
+            if result is not None:
+                self._apply_probe(cid, run_started, result)
+
+    async def _probe(self, rec: ContainerRecord):
+        cfg = rec.config.healthcheck
+        args = health_rules.probe_args(cfg)
+        try:
+            uid, gid, gids = resolve_user_in(self._runtime.paths(rec.id).rootfs, rec.config.user)
+        except ApplianceError as exc:
+            return _probe_error(exc)
+        spec = rspec.ExecSpec(args=tuple(args), env=tuple(rec.config.env), cwd=rec.config.working_dir or "/",
+                              uid=uid, gid=gid, additional_gids=tuple(gids))
+        control = self._ctl(rec.id)
+        with trio.CancelScope() as scope:
+            control.probe = scope
+            result = await health_rules.run_probe(self._runtime, rec.id, new_id(), spec,
+                                                  health_rules.timeout_ns(cfg))
+        if control.probe is scope:
+            control.probe = None
+        return None if scope.cancelled_caught else result
+
+    def _apply_probe(self, cid: str, run_started: int, result) -> None:
+        with self._store.write() as txn:
+            rec = txn.containers.get(cid)
+            if rec is None or rec.state.started_at != run_started or rec.state.status != "running":
+                return
+            old = rec.state.health.status if rec.state.health else health_rules.STARTING
+            new = health_rules.apply_result(rec.state.health, rec.config.healthcheck, result, run_started)
+            rec.state = replace(rec.state, health=new)
+            txn.containers.put(cid, rec)
+        if new.status != old:
+            self._publish(rec, f"health_status: {new.status}")
 
     # ---- lookups ------------------------------------------------------------------------------
 
@@ -172,13 +394,15 @@ class ContainerService:
 
     def counts(self) -> dict[str, int]:
         out = {"running": 0, "paused": 0, "stopped": 0}
-        for rec in self.list():
-            out["running" if rec.state.status == "running" else "stopped"] += 1
+        for rec in self.list():  # dockerd's state counter: restarting counts as stopped
+            status = rec.state.status
+            out[status if status in ("running", "paused") else "stopped"] += 1
         return out
 
     def is_running(self, cid: str) -> bool:
+        """Whether the container has a process (running or paused): its log may still grow."""
         rec = self._lookup(cid)
-        return rec is not None and rec.state.status == "running"
+        return rec is not None and rec.state.status in _PROCESS_STATUSES
 
     def change_event(self, cid: str) -> trio.Event:
         """Set at this container's next state change."""
@@ -189,6 +413,9 @@ class ContainerService:
 
     def _lock(self, cid: str) -> trio.Lock:
         return self._locks.setdefault(cid, trio.Lock())
+
+    def _ctl(self, cid: str) -> _RunControl:
+        return self._control.setdefault(cid, _RunControl())
 
     def _update_state(self, cid: str, **changes) -> ContainerRecord | None:
         with self._store.write() as txn:
@@ -215,13 +442,20 @@ class ContainerService:
         icfg = self._images.runtime_config(image)
         path, args = _command(config, icfg)
         mounts = mount_rules.resolve(host, list((icfg.get("Volumes") or {}).keys()), config.volumes)
+        healthcheck = health_rules.merge(config.healthcheck, health_rules.from_image(icfg.get("Healthcheck")))
+        health_rules.validate(healthcheck)
+        if host.init and self._runtime.init_binary is None:
+            raise InvalidParameter("docker-init binary not found on this node: install tini to use --init")
         cid = new_id()
         config = replace(config, hostname=config.hostname or cid[:12],
                          env=merge_env(icfg.get("Env") or [], config.env, default_path=True),
                          working_dir=config.working_dir or icfg.get("WorkingDir") or "",
                          user=config.user or icfg.get("User") or "",
                          labels={**(icfg.get("Labels") or {}), **config.labels},
-                         stop_signal=config.stop_signal or icfg.get("StopSignal") or "")
+                         stop_signal=config.stop_signal or icfg.get("StopSignal") or "",
+                         healthcheck=healthcheck)
+        if host.memory > 0 and host.memory_swap == 0:
+            host = replace(host, memory_swap=2 * host.memory)  # dockerd: swap as large as memory
         if name is None:
             name = self._free_generated_name()
         self._check_name_free(name)
@@ -252,25 +486,9 @@ class ContainerService:
         return rec, []
 
     def _check_limits(self, host: HostConfig) -> None:
-        if host.memory < 0 or host.memory_swap < -1 or host.cpu_shares < 0 or host.cpu_quota < -1 \
-                or host.cpu_period < 0 or host.nano_cpus < 0:
-            raise InvalidParameter("invalid resource value: limits must not be negative")
-        if 0 < host.memory < MIN_MEMORY:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        if host.memory and host.memory_swap > 0 and host.memory_swap < host.memory:
-            raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, see usage")
-        ncpu = self._limits.ncpu
-        if host.nano_cpus and (host.nano_cpus < 10_000_000 or host.nano_cpus > ncpu * 1_000_000_000):
-            raise InvalidParameter(
-                f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
-        if host.nano_cpus and (host.cpu_quota > 0 or host.cpu_period > 0):
-            raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-        if host.cpu_period and not 1000 <= host.cpu_period <= 1_000_000:
-            raise InvalidParameter("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second (i.e. 1000000)")
-        if host.cpu_quota > 0 and host.cpu_quota < 1000:
-            raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-        if host.restart_policy not in ("", "no", "always", "unless-stopped", "on-failure"):
-            raise InvalidParameter(f"invalid restart policy '{host.restart_policy}'")
+        _check_resources(host.memory, host.memory_swap, host.cpu_shares, host.cpu_quota, host.cpu_period,
+                         host.nano_cpus, self._limits.ncpu)
+        restart_policy.validate(host.restart_policy, host.restart_max_retries)
         if host.auto_remove and host.restart_policy not in ("", "no"):
             raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
         if host.network_mode not in ("", "default", "bridge", "none", "host"):
@@ -296,14 +514,18 @@ class ContainerService:
         cid = self.get(ref).id
         async with self._lock(cid):
             rec = self.get(cid)
-            if rec.state.status == "running":
+            if rec.state.status == "paused":
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if rec.state.status in LIVE_STATUSES:
                 raise NotModified("container already started")
             if rec.state.status == "removing":
                 raise Conflict(f"container {cid} is marked for removal and cannot be started")
-            await self._start_locked(rec)
+            await self._start_locked(self._reset_restart_manager(rec))
 
     async def _start_locked(self, rec: ContainerRecord) -> None:
         cid = rec.id
+        control = self._ctl(cid)
+        control.exit_on_next = False
         await self._runtime.cleanup(cid)  # a previous run's bundle and rootfs
         try:
             image = self._images.get_by_id(rec.image_id)
@@ -340,9 +562,10 @@ class ContainerService:
             raise
         finally:
             self._spawn_supervisor(cid, launched.conmon_pid)
+        health = HealthState() if health_rules.probe_args(rec.config.healthcheck) else rec.state.health
         rec = self._update_state(cid, status="running", pid=launched.pid, conmon_pid=launched.conmon_pid,
                                  started_at=started_at, finished_at=0, exit_code=0, oom_killed=False,
-                                 error="")
+                                 error="", manually_stopped=False, health=health)
         self._publish(rec, "start")
 
     def _spec(self, rec: ContainerRecord, uid: int, gid: int, gids: tuple[int, ...]) -> rspec.ContainerSpec:
@@ -352,16 +575,19 @@ class ContainerService:
             env.insert(0, f"HOSTNAME={cfg.hostname}")
         if cfg.tty and not any(e.startswith("TERM=") for e in env):
             env.append("TERM=xterm")
+        init_binary = None
+        if host.init:
+            init_binary = self._runtime.init_binary
+            if init_binary is None:
+                raise InvalidParameter("docker-init binary not found on this node: install tini to use --init")
         return rspec.ContainerSpec(
             id=rec.id, args=(rec.path, *rec.args), env=tuple(env), cwd=cfg.working_dir or "/",
             uid=uid, gid=gid, additional_gids=tuple(gids), hostname=cfg.hostname, tty=cfg.tty,
             readonly_rootfs=host.readonly_rootfs, mounts=tuple(_mount_spec(m) for m in rec.mounts),
-            resources=rspec.Resources(memory=host.memory, memory_swap=host.memory_swap,
-                                      nano_cpus=host.nano_cpus, cpu_shares=host.cpu_shares,
-                                      cpu_period=host.cpu_period, cpu_quota=host.cpu_quota,
-                                      pids_limit=host.pids_limit),
-            idmap=self._limits.idmap, cgroup_path=f"{self._limits.cgroup_parent}/{rec.id}",
-            netns_path=None, open_stdin=cfg.open_stdin, stdin_once=cfg.stdin_once)
+            resources=_resources(host), idmap=self._limits.idmap,
+            cgroup_path=f"{self._limits.cgroup_parent}/{rec.id}",
+            netns_path=None, open_stdin=cfg.open_stdin, stdin_once=cfg.stdin_once,
+            init_binary=init_binary)
 
     async def _hand_over_attachers(self, cid: str) -> None:
         for waiter in self._start_waiters.pop(cid, []):
@@ -378,22 +604,38 @@ class ContainerService:
 
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         rec = self.get(ref)
-        if rec.state.status != "running":
+        if rec.state.status not in LIVE_STATUSES:
             raise NotModified("container already stopped")
         stop_signal = parse_signal(sig or rec.config.stop_signal or None, default=signal.SIGTERM)
         if timeout is None:
             timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
-        await self._stop(rec, stop_signal, timeout)
-        self._publish(self.get(rec.id), "stop")
+        if rec.state.status == "restarting":
+            rec = self._cancel_restart(rec)
+        else:
+            await self._stop(rec, stop_signal, timeout)
+        self._publish(self._lookup(rec.id) or rec, "stop")
 
     async def _stop(self, rec: ContainerRecord, stop_signal: int, timeout: int) -> None:
-        self._publish(rec, "kill", signal=str(stop_signal))
-        await self._runtime.kill(rec.id, stop_signal, missing_ok=True)
+        await self._signal(rec, stop_signal, cancels_restart=True)
         if await self._wait_not_running(rec.id, None if timeout < 0 else timeout):
             return
-        self._publish(rec, "kill", signal=str(int(signal.SIGKILL)))
-        await self._runtime.kill(rec.id, signal.SIGKILL, missing_ok=True)
+        current = self._lookup(rec.id)
+        if current is not None and current.state.status in _PROCESS_STATUSES:
+            await self._signal(current, signal.SIGKILL, cancels_restart=True)
         await self._wait_not_running(rec.id, None)
+
+    async def _signal(self, rec: ContainerRecord, signum: int, *, cancels_restart: bool) -> None:
+        """dockerd killWithSignal: mark the container manually stopped, cancel its restart
+        policy for this exit if asked, signal it, and thaw it if it was paused (the signal is
+        delivered once it runs)."""
+        control = self._ctl(rec.id)
+        if cancels_restart:
+            control.exit_on_next = True
+        rec = self._update_state(rec.id, manually_stopped=True) or rec
+        self._publish(rec, "kill", signal=str(signum))
+        await self._runtime.kill(rec.id, signum, missing_ok=True)
+        if rec.state.status == "paused" and cancels_restart:
+            await self._resume(rec)
 
     async def _wait_not_running(self, cid: str, timeout: float | None) -> bool:
         with trio.move_on_after(float("inf") if timeout is None else timeout):
@@ -401,7 +643,7 @@ class ContainerService:
                 watch = self._watch(cid)
                 changed = watch.changed
                 rec = self._lookup(cid)
-                if rec is None or rec.state.status != "running":
+                if rec is None or rec.state.status not in _PROCESS_STATUSES:
                     return True
                 await changed.wait()
         return False
@@ -409,30 +651,120 @@ class ContainerService:
     async def kill(self, ref: str, sig: str | None = None) -> None:
         rec = self.get(ref)
         signum = parse_signal(sig)
-        if rec.state.status != "running":
+        if rec.state.status not in LIVE_STATUSES:
             raise Conflict(f"cannot kill container: {ref}: container {rec.id} is not running")
-        self._publish(rec, "kill", signal=str(signum))
-        await self._runtime.kill(rec.id, signum, missing_ok=True)
+        if rec.state.status == "restarting":
+            self._cancel_restart(rec)
+            return
+        # A kill with the stop signal (any signal when none is configured) means "stay down".
+        configured = rec.config.stop_signal
+        stop_like = signum == signal.SIGKILL or not configured or parse_signal(configured) == signum
+        await self._signal(rec, signum, cancels_restart=stop_like)
         if signum == signal.SIGKILL:
             await self._wait_not_running(rec.id, 10)
 
     async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         rec = self.get(ref)
-        if rec.state.status == "running":
-            await self.stop(ref, timeout, sig)
-        await self.start(rec.id)
+        control = self._ctl(rec.id)
+        control.manual_restart = True
+        try:
+            if rec.state.status in LIVE_STATUSES:
+                await self.stop(ref, timeout, sig)
+            await self.start(rec.id)
+        finally:
+            control.manual_restart = False
         self._publish(self.get(rec.id), "restart")
+
+    # ---- pause, unpause, update ---------------------------------------------------------------
+
+    async def pause(self, ref: str) -> None:
+        cid = self.get(ref).id
+        async with self._lock(cid):
+            rec = self.get(cid)
+            if rec.state.status == "paused":
+                raise Conflict(f"Container {cid} is already paused")
+            if rec.state.status == "restarting":
+                raise Conflict(f"Container {cid} is restarting, wait until the container is running")
+            if rec.state.status != "running":
+                raise Conflict(f"Container {cid} is not running")
+            probe = self._ctl(cid).probe
+            if probe is not None:  # dockerd stops health monitoring while paused
+                probe.cancel()
+            try:
+                await self._runtime.pause(cid)
+            except SystemError_ as exc:
+                raise SystemError_(f"Cannot pause container {cid}: {exc.message}") from None
+            rec = self._update_state(cid, status="paused", health=health_rules.stopped(rec.state.health))
+        self._publish(rec, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        cid = self.get(ref).id
+        async with self._lock(cid):
+            rec = self.get(cid)
+            if rec.state.status != "paused":
+                raise Conflict(f"Container {cid} is not paused")
+            await self._resume(rec)
+
+    async def _resume(self, rec: ContainerRecord) -> None:
+        try:
+            await self._runtime.resume(rec.id)
+        except SystemError_ as exc:
+            raise SystemError_(f"Cannot unpause container {rec.id}: {exc.message}") from None
+        current = self._lookup(rec.id)
+        if current is not None and current.state.status == "paused":
+            rec = self._update_state(rec.id, status="running") or rec
+        self._publish(rec, "unpause")
+
+    async def update(self, ref: str, req: ResourceUpdate) -> list[str]:
+        """`docker update`: new limits (applied at once to a live container) and restart policy."""
+        _check_resources(req.memory, req.memory_swap, req.cpu_shares, req.cpu_quota, req.cpu_period,
+                         req.nano_cpus, self._limits.ncpu)
+        if req.restart_policy:
+            restart_policy.validate(req.restart_policy, req.restart_max_retries)
+        cid = self.get(ref).id
+        async with self._lock(cid):
+            rec = self.get(cid)
+            if rec.state.status in ("removing", "dead"):
+                raise Conflict(f'Cannot update container {cid}: container is marked for removal and cannot be "update"')
+            try:
+                host = _updated_host_config(rec.host_config, req)
+            except Conflict as exc:
+                raise Conflict(f"Cannot update container {cid}: {exc.message}") from None
+            if rec.state.status in _PROCESS_STATUSES and _resources(host) != _resources(rec.host_config):
+                try:
+                    self._runtime.update_resources(cid, _resources(host))
+                except MemoryBelowUsage as exc:
+                    with contextlib.suppress(ApplianceError):
+                        self._runtime.update_resources(cid, _resources(rec.host_config))
+                    raise Conflict(f"Cannot update container {cid}: {exc.message}") from None
+                except SystemError_ as exc:
+                    raise SystemError_(f"Cannot update container {cid}: {exc.message}") from None
+            with self._store.write() as txn:
+                fresh = txn.containers.get(cid)
+                if fresh is None:
+                    raise NotFound(f"No such container: {ref}")
+                fresh.host_config = host
+                txn.containers.put(cid, fresh)
+        self._publish(fresh, "update")
+        return []
 
     # ---- remove, rename, prune ----------------------------------------------------------------
 
     async def remove(self, ref: str, force: bool = False, remove_volumes: bool = False) -> None:
         rec = self.get(ref)
-        if rec.state.status == "running":
+        status = rec.state.status
+        if status in LIVE_STATUSES:
             if not force:
-                raise Conflict(f'cannot remove container "/{rec.name}": container is running: '
+                if status == "paused":
+                    raise Conflict(f'cannot remove container "/{rec.name}": container is paused and '
+                                   "must be unpaused first")
+                raise Conflict(f'cannot remove container "/{rec.name}": container is {status}: '
                                "stop the container before removing or force remove")
-            await self._runtime.kill(rec.id, signal.SIGKILL, missing_ok=True)
-            await self._wait_not_running(rec.id, 10)
+            if status == "restarting":
+                self._cancel_restart(rec)
+            else:
+                await self._signal(rec, signal.SIGKILL, cancels_restart=True)
+                await self._wait_not_running(rec.id, 10)
         rec = self._update_state(rec.id, status="removing")
         if rec is not None:
             await self._finish_remove(rec, remove_volumes)
@@ -452,6 +784,9 @@ class ContainerService:
         watch.removed = True
         watch.notify()
         self._locks.pop(rec.id, None)
+        control = self._control.pop(rec.id, None)
+        if control is not None and control.wakeup is not None:
+            control.wakeup.cancel()
 
     def _is_anonymous(self, name: str) -> bool:
         try:
@@ -488,7 +823,10 @@ class ContainerService:
     # ---- wait and attach ----------------------------------------------------------------------
 
     def prepare_wait(self, ref: str, condition: str) -> Callable[[], Awaitable[int]]:
-        """Resolve now (so a missing container is a JSON 404), wait later (after headers are sent)."""
+        """Resolve now (so a missing container is a JSON 404), wait later (after headers are sent).
+
+        As dockerd's State.Wait: a live container (restarting included) satisfies not-running
+        at its next exit, whether or not a restart policy then starts it again."""
         if condition not in ("", "not-running", "next-exit", "removed"):
             raise InvalidParameter(f"invalid condition: {condition!r}")
         rec = self.get(ref)
@@ -510,19 +848,30 @@ class ContainerService:
                     if current is None:
                         return w.last_exit
                 else:
-                    if current is None or current.state.status != "running":
-                        return current.state.exit_code if current else w.last_exit
+                    if current is None:
+                        return w.last_exit
+                    if w.exits > exits_seen:
+                        return w.last_exit
+                    if current.state.status not in LIVE_STATUSES:
+                        return current.state.exit_code
                 await changed.wait()
 
         return wait
 
     async def attach(self, ref: str, opts: AttachOptions,
-                     get_streams: Callable[[bool], Awaitable[AttachClient]]) -> None:
+                     get_streams: Callable[[bool], Awaitable[AttachClient]],
+                     detach_keys: str = "") -> None:
+        keys = parse_detach_keys(detach_keys)  # dockerd checks the keys before the container
         rec = self.get(ref)
         if rec.state.status == "removing":
             raise Conflict(f"container {rec.id} is marked for removal")
+        if rec.state.status == "paused":
+            raise Conflict(f"container {ref} is paused, unpause the container before attach")
+        if rec.state.status == "restarting":
+            raise Conflict(f"container {ref} is restarting, wait until the container is running")
+        tty = rec.config.tty
         if not opts.stream:  # logs=1&stream=0: what was written so far, then the end
-            client = await get_streams(rec.config.tty)
+            client = await get_streams(tty)
             if opts.logs:
                 await self._replay_log(rec, opts, client)
             await client.close_output()
@@ -533,7 +882,7 @@ class ContainerService:
             waiter = _StartWaiter(wants_stdin)
             self._start_waiters.setdefault(rec.id, []).append(waiter)
         try:
-            client = await get_streams(rec.config.tty)
+            client = await get_streams(tty)
             self._publish(rec, "attach")
             if opts.logs:
                 await self._replay_log(rec, opts, client)
@@ -547,9 +896,13 @@ class ContainerService:
                 await client.close_output()
                 return
             try:
-                await pump(client, conns, replace(opts, stdin=wants_stdin), rec.config.stdin_once)
+                detached = await pump(client, conns, replace(opts, stdin=wants_stdin,
+                                                             detach_keys=keys if tty else None),
+                                      rec.config.stdin_once, tty=tty)
             finally:
                 await conns.aclose()
+            if detached:
+                self._publish(self._lookup(rec.id) or rec, "detach")
         finally:
             if waiter is not None and waiter in self._start_waiters.get(rec.id, []):
                 self._start_waiters[rec.id].remove(waiter)
@@ -563,7 +916,7 @@ class ContainerService:
         cid = self.get(ref).id
         async with self._lock(cid):
             rec = self.get(cid)
-            if rec.state.status == "running":
+            if rec.state.status in _PROCESS_STATUSES:
                 yield rec, self._runtime.paths(cid).rootfs
                 return
             image = self._images.get_by_id(rec.image_id)
@@ -586,10 +939,13 @@ class ContainerService:
 
     async def resize(self, ref: str, height: int, width: int) -> None:
         rec = self.get(ref)
-        if rec.state.status != "running":
+        if rec.state.status not in _PROCESS_STATUSES:
             raise Conflict(f"Container {rec.id} is not running")
         if rec.config.tty and height and width:
-            await self._runtime.resize(rec.id, height, width)
+            # The kernel's winsize holds 16-bit values; dockerd accepts 32-bit ones and the
+            # runtime truncates, here they are clamped.
+            await self._runtime.resize(rec.id, min(height, 65535), min(width, 65535))
+            self._publish(rec, "resize", height=str(height), width=str(width))
 
     def log_path(self, ref: str) -> tuple[ContainerRecord, Path]:
         rec = self.get(ref)
@@ -597,6 +953,69 @@ class ContainerService:
 
 
 # ---- pure helpers -------------------------------------------------------------------------------
+
+def _probe_error(exc: ApplianceError) -> HealthResult:
+    now = time.time_ns()
+    return HealthResult(now, now, -1, exc.message)
+
+
+def _resources(host: HostConfig) -> rspec.Resources:
+    return rspec.Resources(memory=host.memory, memory_swap=host.memory_swap, nano_cpus=host.nano_cpus,
+                           cpu_shares=host.cpu_shares, cpu_period=host.cpu_period, cpu_quota=host.cpu_quota,
+                           pids_limit=host.pids_limit)
+
+
+def _check_resources(memory: int, memory_swap: int, cpu_shares: int, cpu_quota: int, cpu_period: int,
+                     nano_cpus: int, ncpu: int) -> None:
+    """dockerd's verifyPlatformContainerResources checks shared by create and update."""
+    if memory < 0 or memory_swap < -1 or cpu_shares < 0 or cpu_quota < -1 or cpu_period < 0 or nano_cpus < 0:
+        raise InvalidParameter("invalid resource value: limits must not be negative")
+    if 0 < memory < MIN_MEMORY:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    if memory and memory_swap > 0 and memory_swap < memory:
+        raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if nano_cpus and (nano_cpus < 10_000_000 or nano_cpus > ncpu * 1_000_000_000):
+        raise InvalidParameter(
+            f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+    if nano_cpus and (cpu_quota > 0 or cpu_period > 0):
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if cpu_period and not 1000 <= cpu_period <= 1_000_000:
+        raise InvalidParameter("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second (i.e. 1000000)")
+    if cpu_quota > 0 and cpu_quota < 1000:
+        raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+
+
+def _updated_host_config(host: HostConfig, req: ResourceUpdate) -> HostConfig:
+    """moby container.UpdateContainer: merge an update into the host config, with its
+    conflict messages (raised as Conflict, without the "Cannot update container" prefix)."""
+    if req.nano_cpus > 0 and host.cpu_period > 0:
+        raise Conflict("Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set")
+    if req.nano_cpus > 0 and host.cpu_quota > 0:
+        raise Conflict("Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set")
+    if req.cpu_period > 0 and host.nano_cpus > 0:
+        raise Conflict("Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set")
+    if req.cpu_quota > 0 and host.nano_cpus > 0:
+        raise Conflict("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set")
+    changes: dict = {}
+    for name in ("cpu_shares", "nano_cpus", "cpu_period", "cpu_quota"):
+        if getattr(req, name):
+            changes[name] = getattr(req, name)
+    if req.memory:
+        if req.memory > host.memory_swap and req.memory_swap == 0:
+            raise Conflict("Memory limit should be smaller than already set memoryswap limit, "
+                           "update the memoryswap at the same time")
+        changes["memory"] = req.memory
+    if req.memory_swap:
+        changes["memory_swap"] = req.memory_swap
+    if req.pids_limit is not None:
+        changes["pids_limit"] = max(req.pids_limit, 0)
+    if req.restart_policy:
+        if req.restart_policy != "no" and host.auto_remove:
+            raise Conflict("Restart policy cannot be updated because AutoRemove is enabled for the container")
+        changes["restart_policy"] = req.restart_policy
+        changes["restart_max_retries"] = req.restart_max_retries
+    return replace(host, **changes)
+
 
 def _name_conflict(name: str, other: str) -> Conflict:
     return Conflict(f'Conflict. The container name "/{name}" is already in use by container "{other}". '

@@ -16,8 +16,9 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import trio
 
@@ -29,6 +30,8 @@ from ..images.layers import LayerStore
 from ..store import Store
 from ..store.records import ImageRecord
 from .events import EventLog
+from .filesystem.commit import EMPTY_LAYER_DIFF_ID
+from .filesystem.commit import child_config as child_image_config
 
 _CHUNK = 1 << 16
 _HEX64 = re.compile(r"[a-f0-9]{64}")
@@ -230,6 +233,47 @@ class ImageService:
         finally:
             spool.unlink(missing_ok=True)
         self._publish(image_id, "import", image_id)
+        return image_id
+
+    async def commit(self, *, parent_id: str, write_layer: Callable[[BinaryIO], None], config: dict,
+                     container_config: dict, container_id: str, author: str, comment: str,
+                     target: reference.Reference | None) -> str:
+        """docker commit: the parent image plus one layer, the tar ``write_layer`` writes.
+
+        The parent's layers are shared, not copied; an empty diff adds no layer, only a
+        history row (dockerd's NewChildImage). Called with the container locked."""
+        parent = self.get_by_id(parent_id)
+        async with self._lock:
+            self._collect_retired()
+            fd, name = tempfile.mkstemp(prefix="commit-", dir=self._spool_dir)
+            spool = Path(name)
+
+            def build():
+                with os.fdopen(fd, "w+b") as f:
+                    write_layer(f)
+                    f.flush()
+                    f.seek(0)
+                    return self._layers.add_new(f)
+
+            try:
+                layer, added = await trio.to_thread.run_sync(build)
+            finally:
+                spool.unlink(missing_ok=True)
+            config_bytes = child_image_config(
+                self.parsed(parent).raw, config=config, container_config=container_config,
+                container_id=container_id, author=author, comment=comment, diff_id=layer.diff_id,
+                created_ns=time.time_ns())
+            image_id = image_config.image_id(config_bytes)
+            with self._store.write() as txn:
+                if txn.images.get(image_id) is None:
+                    txn.images.put(image_id, ImageRecord(id=image_id, node=self._node, tenant=self._tenant,
+                                                         config_json=config_bytes, created=time.time_ns(),
+                                                         parent=parent.id))
+            self._unretire(image_id)
+            if added and layer.diff_id == EMPTY_LAYER_DIFF_ID:
+                self._drop_unused_layers([layer.diff_id])
+            if target is not None:
+                self._set_tag(target, image_id, publish=True)
         return image_id
 
     def _add_layer(self, spool: Path):

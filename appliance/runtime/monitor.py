@@ -21,12 +21,16 @@ a subreaper, so we never have conmon zombies to reap). Exits are awaited with a 
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import resource
 import shutil
+import struct
 import subprocess
+import termios
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,7 @@ import trio
 
 from appliance.errors import Conflict, NotFound, SystemError_
 from appliance.runtime import cgroups
+from appliance.runtime import resources as resources_mod
 from appliance.runtime import rootfs as rootfs_mod
 from appliance.runtime.argv import (
     ContainerPaths,
@@ -57,6 +62,7 @@ from appliance.runtime.spec import (
     ContainerSpec,
     ExecSpec,
     IdMap,
+    Resources,
     oci_config,
     oci_process,
 )
@@ -76,6 +82,20 @@ class ExitStatus:
     code: int              # 128+signal for a signalled init, like Docker
     oom_killed: bool
     finished_at_ns: int    # when conmon recorded the exit (ns since the epoch)
+
+
+# docker-init for --init. Containers need not have a libc, so a static tini comes first
+# (Debian's docker.io points its docker-init at tini-static for the same reason).
+_INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/libexec/docker/docker-init", "/usr/bin/docker-init",
+                    "/usr/bin/tini")
+
+
+def find_init_binary() -> str | None:
+    """The host binary bind-mounted as /sbin/docker-init for `--init`; None if there is none."""
+    for path in _INIT_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def _default_runtime() -> str:
@@ -103,6 +123,21 @@ def _remove_run_files(p: ContainerPaths) -> None:
         f.unlink(missing_ok=True)
     for d in (p.persist, p.exits, p.execs):
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _unread(fd: int) -> int:
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
+
+
+async def _fifos_drained(fds: list[int], timeout: float = 1.0) -> None:
+    """Wait (bounded) until conmon has read everything written to these FIFOs."""
+    with trio.move_on_after(timeout):
+        while any(_unread(fd) for fd in fds):
+            await trio.sleep(0.001)
+    await trio.lowlevel.checkpoint()
 
 
 def _is_conmon_of(pid: int, cid: str) -> bool:
@@ -140,6 +175,7 @@ class Runtime:
             nofile = (hard, hard)
         self.nofile = nofile
         self.create_timeout = create_timeout
+        self.init_binary = find_init_binary()
         # conmon binds a tty's console socket at $TMPDIR/conmon-term.XXXXXX by full path.
         longest = len(str(self.dirs.tmp)) + _CONMON_TERM_NAME
         if longest > _SUN_PATH_MAX:
@@ -232,7 +268,11 @@ class Runtime:
         await trio.to_thread.run_sync(self._write_bundle, spec, Path(rootfs), p)
         argv = conmon_argv(conmon=self.conmon_path, runtime=self.runtime_path,
                            runtime_root=self.dirs.crun_root, paths=p,
-                           stdin=spec.open_stdin, leave_stdin_open=not spec.stdin_once,
+                           stdin=spec.open_stdin,
+                           # conmon closes stdin when ANY attach client hangs up unless told
+                           # not to; a tty's EOF is a ctrl-D through the pty instead, so a
+                           # client detaching must never end a tty container's shell.
+                           leave_stdin_open=not spec.stdin_once or spec.tty,
                            tty=spec.tty)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -289,6 +329,22 @@ class Runtime:
         if current is None and not missing_ok and not self.paths(cid).bundle.exists():
             raise NotFound(f"No such container: {cid}")
         return False
+
+    async def pause(self, cid: str) -> None:
+        """Freeze every process of the container (the v1 freezer cgroup, via crun)."""
+        await self._crun("pause", cid)
+
+    async def resume(self, cid: str) -> None:
+        await self._crun("resume", cid)
+
+    def update_resources(self, cid: str, resources: Resources) -> None:
+        """Apply new limits to a running (or paused) container's cgroups now. Raises
+        resources.MemoryBelowUsage when the memory limit cannot be met."""
+        try:
+            path = json.loads(self.paths(cid).config.read_text())["linux"]["cgroupsPath"]
+        except (FileNotFoundError, ValueError, KeyError):
+            raise Conflict(f"Container {cid} is not running") from None
+        resources_mod.apply(path, resources)
 
     async def state(self, cid: str) -> str | None:
         """crun's view: "created", "running", "paused", "stopped"; None if crun has no such
@@ -406,6 +462,13 @@ class Runtime:
         await self._write_ctl(self.paths(cid).ctl, cid, encode_resize(height, width))
 
     async def _write_ctl(self, ctl: Path, cid: str, message: bytes) -> None:
+        """Send one message on conmon's ctl FIFO, one at a time.
+
+        conmon 2.1.6 parses only the first line of each read (read_from_ctrl_buffer hands
+        it `ctlbuf`, not the line), on ctl and again on the winsz FIFO it relays resizes
+        through, so two messages read together apply the first twice and lose the second.
+        So: wait until both FIFOs are empty, write, and wait until conmon has read it all,
+        which also means a resize is in force when this returns. Bounded waits."""
         # O_NONBLOCK: opening a FIFO for writing would otherwise block until a reader
         # exists; conmon keeps ctl open for reading while it lives, so ENXIO means gone.
         try:
@@ -416,11 +479,16 @@ class Runtime:
             if e.errno == errno.ENXIO:  # no reader: conmon is gone
                 raise Conflict(f"container {cid} is not running") from None
             raise
+        fds = [fd]
         try:
+            with contextlib.suppress(OSError):
+                fds.append(os.open(ctl.with_name("winsz"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            await _fifos_drained(fds)
             os.write(fd, message)
+            await _fifos_drained(fds)
         finally:
-            os.close(fd)
-        await trio.lowlevel.checkpoint()
+            for f in fds:
+                os.close(f)
 
     # -- exec ------------------------------------------------------------------------------
 

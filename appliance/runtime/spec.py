@@ -58,6 +58,7 @@ READONLY_PATHS: tuple[str, ...] = (
 )
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+INIT_PATH = "/sbin/docker-init"  # where dockerd puts its init (tini) for --init
 CPU_PERIOD_FOR_NANO_CPUS = 100_000  # Docker's fixed period when --cpus is given
 
 
@@ -120,6 +121,7 @@ class ContainerSpec:
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
     seccomp_unconfined: bool = False  # --security-opt seccomp=unconfined
     shm_size: int = DEFAULT_SHM_SIZE
+    init_binary: str | None = None  # --init: this host binary runs as PID 1 (INIT_PATH, read-only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,10 @@ def _mounts(spec: ContainerSpec) -> list[dict]:
     for m in spec.mounts:
         out.append({"destination": m.destination, "type": m.type, "source": m.source,
                     "options": list(m.options)})
+    if spec.init_binary is not None:
+        # daemon/oci_linux.go WithMounts: the init is bind-mounted read-only over INIT_PATH
+        out.append({"destination": INIT_PATH, "type": "bind", "source": spec.init_binary,
+                    "options": ["bind", "ro"]})
     return out
 
 
@@ -316,6 +322,8 @@ def oci_config(spec: ContainerSpec, rootfs: str, seccomp: dict | None,
     if not spec.cgroup_path.startswith("/"):
         raise InvalidParameter(f"cgroup path must be absolute: {spec.cgroup_path!r}")
     process = oci_process(spec, nofile)
+    if spec.init_binary is not None:
+        process["args"] = [INIT_PATH, "--", *process["args"]]
     linux: dict = {
         "namespaces": _namespaces(spec),
         "maskedPaths": list(MASKED_PATHS),

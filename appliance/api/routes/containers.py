@@ -10,6 +10,7 @@ from quart import Blueprint, Response, request
 from ...engine.logs import LogOptions, read_logs
 from ...errors import InvalidParameter
 from ...runtime.timestamps import format_rfc3339nano
+from ...store.records import LIVE_STATUSES
 from .. import container_json
 from ..framing import MUX_CONTENT_TYPE, RAW_CONTENT_TYPE, encoder
 from ..jsonfields import check_filter_keys, parse_filters
@@ -39,7 +40,7 @@ def blueprint(engine) -> Blueprint:
         check_filter_keys(filters, _FILTERS)
         limit = integer("limit", -1)
         show_all = flag("all") or (limit is not None and limit > 0)
-        recs = [r for r in containers.list() if show_all or r.state.status == "running"]
+        recs = [r for r in containers.list() if show_all or r.state.status in LIVE_STATUSES]
         recs = [r for r in recs if _matches(engine, r, filters)]
         if limit and limit > 0:
             recs = recs[:limit]
@@ -70,6 +71,22 @@ def blueprint(engine) -> Blueprint:
         await containers.kill(ref, request.args.get("signal") or None)
         return Response(b"", status=204)
 
+    @bp.post("/containers/<ref>/pause")
+    async def pause(ref):
+        await containers.pause(ref)
+        return Response(b"", status=204)
+
+    @bp.post("/containers/<ref>/unpause")
+    async def unpause(ref):
+        await containers.unpause(ref)
+        return Response(b"", status=204)
+
+    @bp.post("/containers/<ref>/update")
+    async def update(ref):
+        req = container_json.parse_update(await body_json())
+        warnings = await containers.update(ref, req)
+        return _json({"Warnings": warnings})
+
     @bp.post("/containers/<ref>/wait")
     async def wait(ref):
         wait_for = containers.prepare_wait(ref, request.args.get("condition", ""))
@@ -94,9 +111,7 @@ def blueprint(engine) -> Blueprint:
 
     @bp.post("/containers/<ref>/resize")
     async def resize(ref):
-        h, w = integer("h", 0), integer("w", 0)
-        if h < 0 or w < 0 or h > 65535 or w > 65535:
-            raise InvalidParameter(f"invalid terminal size {h}x{w}")
+        h, w = _uint32(request.args.get("h", "")), _uint32(request.args.get("w", ""))
         await containers.resize(ref, h, w)
         return Response(b"", status=200)
 
@@ -145,6 +160,16 @@ def blueprint(engine) -> Blueprint:
     return bp
 
 
+def _uint32(text: str) -> int:
+    """Go's strconv.ParseUint(text, 10, 32), with its error text (dockerd's resize route)."""
+    if not text or not text.isascii() or not text.isdigit():
+        raise InvalidParameter(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    value = int(text)
+    if value >= 1 << 32:
+        raise InvalidParameter(f'strconv.ParseUint: parsing "{text}": value out of range')
+    return value
+
+
 def _tail(value: str) -> int:
     try:
         n = int(value)
@@ -167,6 +192,13 @@ def _matches(engine, rec, filters: dict[str, list[str]]) -> bool:
             raise InvalidParameter(f"invalid filter 'status={status}'")
     if filters.get("status") and rec.state.status not in filters["status"]:
         return False
+    for health in filters.get("health", []):
+        if health not in ("starting", "healthy", "unhealthy", "none"):
+            raise InvalidParameter(f"Unrecognised filter value for health: {health}")
+    if filters.get("health"):
+        current = rec.state.health.status if rec.state.health is not None else "none"
+        if current not in filters["health"]:
+            return False
     if filters.get("name") and not any(re.search(n, "/" + rec.name) for n in filters["name"]):
         return False
     if filters.get("id") and not any(rec.id.startswith(i) for i in filters["id"]):

@@ -42,6 +42,7 @@ from .attach import AttachClient, AttachConns, AttachOptions, pump
 from .detach import parse_detach_keys
 from .events import EventLog
 from .naming import check_container_name, generated_name, new_id
+from .networks import ensure_bind_targets
 from .process import merge_env, resolve_user_in
 from .signals import parse_signal
 
@@ -110,8 +111,9 @@ class NodeLimits:
 
 class ContainerService:
     def __init__(self, *, store: Store, events: EventLog, images, volumes, runtime, node: str,
-                 tenant: str, limits: NodeLimits):
+                 tenant: str, limits: NodeLimits, networks=None):
         self._store, self._events, self._images, self._volumes = store, events, images, volumes
+        self._networks = networks  # engine.networks.NetworkService; None: loopback-only containers
         self._runtime, self._node, self._tenant, self._limits = runtime, node, tenant, limits
         self._watches: dict[str, _Watch] = {}
         self._locks: dict[str, trio.Lock] = {}
@@ -153,6 +155,10 @@ class ContainerService:
         for leftover in self._runtime.leftovers(known):
             log.info("removing leftovers of deleted container %s", leftover)
             await self._runtime.remove(leftover)
+        if self._networks is not None:  # sandboxes, leases and veths of what no longer runs
+            with self._store.read() as txn:
+                alive = {r.id for r in txn.containers.values() if r.state.status in _PROCESS_STATUSES}
+            await self._networks.reconcile(known, alive)
         return to_start
 
     async def _readopt(self, rec: ContainerRecord) -> ContainerRecord | None:
@@ -172,7 +178,7 @@ class ContainerService:
                 self._update_state(cid, status="running")  # resumed behind our back
             self._spawn_supervisor(cid, conmon_pid)
         elif rec.state.status in _PROCESS_STATUSES:
-            await self._runtime.cleanup(cid)
+            await self._end_run(cid)
             self._update_state(cid, status="exited", exit_code=255, pid=0, finished_at=time.time_ns(),
                                error="container monitor lost",
                                health=health_rules.stopped(rec.state.health))
@@ -208,6 +214,12 @@ class ContainerService:
             txn.containers.put(rec.id, fresh)
         return fresh
 
+    async def _end_run(self, cid: str) -> None:
+        """Undo one run: the runtime's bundle and mounts, then the network sandbox (idempotent)."""
+        await self._runtime.cleanup(cid)
+        if self._networks is not None:
+            await self._networks.detach_container(cid)
+
     def _spawn_supervisor(self, cid: str, conmon_pid: int) -> None:
         assert self._nursery is not None, "ContainerService.run() owns the supervisors"
         self._nursery.start_soon(self._supervise, cid, conmon_pid)
@@ -230,7 +242,7 @@ class ContainerService:
             rec = self._update_state(cid, status="exited", exit_code=255, pid=0, finished_at=time.time_ns(),
                                      error="container monitor lost")
             with trio.CancelScope(shield=True):
-                await self._runtime.cleanup(cid)
+                await self._end_run(cid)
             if rec is not None:
                 self._publish(rec, "die", exitCode="255", execDuration="0")
             return
@@ -268,7 +280,7 @@ class ContainerService:
                 rec.restart_count += 1
             txn.containers.put(cid, rec)
         with trio.CancelScope(shield=True):
-            await self._runtime.cleanup(cid)
+            await self._end_run(cid)
         if status.oom_killed:
             self._publish(rec, "oom")
         self._publish(rec, "die", exitCode=str(status.code), execDuration=str(int(ran_for)))
@@ -433,11 +445,14 @@ class ContainerService:
 
     # ---- create -------------------------------------------------------------------------------
 
-    def create(self, name: str | None, config: ContainerConfig, host: HostConfig) -> tuple[ContainerRecord, list[str]]:
+    def create(self, name: str | None, config: ContainerConfig, host: HostConfig,
+               endpoints: dict | None = None) -> tuple[ContainerRecord, list[str]]:
         """Validate everything, then create volumes and commit the record; nothing half-made on error."""
         if name:
             name = check_container_name(name)
         self._check_limits(host)
+        plan = (self._networks.plan_endpoints(host.network_mode, endpoints, name or "")
+                if self._networks is not None else None)
         image = self._images.resolve(config.image)
         icfg = self._images.runtime_config(image)
         path, args = _command(config, icfg)
@@ -482,6 +497,8 @@ class ContainerService:
             for vol in created_volumes:
                 self._volumes.remove(vol, force=True)
             raise
+        if plan is not None:
+            self._networks.configure_container(rec, plan)
         self._publish(rec, "create")
         return rec, []
 
@@ -491,7 +508,7 @@ class ContainerService:
         restart_policy.validate(host.restart_policy, host.restart_max_retries)
         if host.auto_remove and host.restart_policy not in ("", "no"):
             raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-        if host.network_mode not in ("", "default", "bridge", "none", "host"):
+        if self._networks is None and host.network_mode not in ("", "default", "bridge", "none", "host"):
             raise NotFound(f"network {host.network_mode} not found")
 
     def _free_generated_name(self) -> str:
@@ -526,7 +543,7 @@ class ContainerService:
         cid = rec.id
         control = self._ctl(cid)
         control.exit_on_next = False
-        await self._runtime.cleanup(cid)  # a previous run's bundle and rootfs
+        await self._end_run(cid)  # a previous run's bundle, rootfs and network
         try:
             image = self._images.get_by_id(rec.image_id)
             rootfs = await self._runtime.prepare_rootfs(cid, self._images.lower_dirs(image),
@@ -536,10 +553,15 @@ class ContainerService:
                 if m.type == "volume" and "nocopy" not in m.mode.split(","):
                     await self._volumes.populate(m.name, rootfs, m.destination)
             uid, gid, gids = resolve_user_in(rootfs, rec.config.user)
-            launched = await self._runtime.create(self._spec(rec, uid, gid, gids), rootfs)
+            sandbox = None
+            if self._networks is not None:
+                sandbox = await self._networks.attach_container(rec)
+                owner = self._limits.idmap.host_base if self._limits.idmap else 0
+                ensure_bind_targets(rootfs, sandbox.mounts, owner)  # crun won't create file targets
+            launched = await self._runtime.create(self._spec(rec, uid, gid, gids, sandbox), rootfs)
         except BaseException as exc:
             with trio.CancelScope(shield=True):
-                await self._runtime.cleanup(cid)
+                await self._end_run(cid)
             code = 127 if isinstance(exc, CommandNotFound) else 126 if isinstance(exc, CommandNotExecutable) else 128
             self._update_state(cid, status="exited" if rec.state.started_at else "created",
                                exit_code=code, error=getattr(exc, "message", str(exc)))
@@ -568,8 +590,13 @@ class ContainerService:
                                  error="", manually_stopped=False, health=health)
         self._publish(rec, "start")
 
-    def _spec(self, rec: ContainerRecord, uid: int, gid: int, gids: tuple[int, ...]) -> rspec.ContainerSpec:
+    def _spec(self, rec: ContainerRecord, uid: int, gid: int, gids: tuple[int, ...],
+              sandbox=None) -> rspec.ContainerSpec:
         cfg, host = rec.config, rec.host_config
+        mounts = [_mount_spec(m) for m in rec.mounts]
+        if sandbox is not None:  # /etc/hosts, /etc/hostname, /etc/resolv.conf, unless the user mounts one
+            taken = {m.destination for m in mounts}
+            mounts += [m for m in sandbox.mounts if m.destination not in taken]
         env = [*cfg.env]
         if not any(e.startswith("HOSTNAME=") for e in env):
             env.insert(0, f"HOSTNAME={cfg.hostname}")
@@ -583,10 +610,11 @@ class ContainerService:
         return rspec.ContainerSpec(
             id=rec.id, args=(rec.path, *rec.args), env=tuple(env), cwd=cfg.working_dir or "/",
             uid=uid, gid=gid, additional_gids=tuple(gids), hostname=cfg.hostname, tty=cfg.tty,
-            readonly_rootfs=host.readonly_rootfs, mounts=tuple(_mount_spec(m) for m in rec.mounts),
+            readonly_rootfs=host.readonly_rootfs, mounts=tuple(mounts),
             resources=_resources(host), idmap=self._limits.idmap,
             cgroup_path=f"{self._limits.cgroup_parent}/{rec.id}",
-            netns_path=None, open_stdin=cfg.open_stdin, stdin_once=cfg.stdin_once,
+            netns_path=sandbox.netns_path if sandbox is not None else None,
+            open_stdin=cfg.open_stdin, stdin_once=cfg.stdin_once,
             init_binary=init_binary)
 
     async def _hand_over_attachers(self, cid: str) -> None:
@@ -765,13 +793,16 @@ class ContainerService:
             else:
                 await self._signal(rec, signal.SIGKILL, cancels_restart=True)
                 await self._wait_not_running(rec.id, 10)
-        rec = self._update_state(rec.id, status="removing")
-        if rec is not None:
-            await self._finish_remove(rec, remove_volumes)
+        async with self._lock(rec.id):  # not while a cp/commit holds its filesystem
+            rec = self._update_state(rec.id, status="removing")
+            if rec is not None:
+                await self._finish_remove(rec, remove_volumes)
 
     async def _finish_remove(self, rec: ContainerRecord, remove_volumes: bool) -> None:
         with trio.CancelScope(shield=True):
             await self._runtime.remove(rec.id)
+            if self._networks is not None:
+                await self._networks.detach_container(rec.id, forget=True)
         with self._store.write() as txn:
             if txn.containers.delete(rec.id) and txn.names.get(rec.name) == rec.id:
                 txn.names.delete(rec.name)
@@ -926,7 +957,7 @@ class ContainerService:
                 yield rec, rootfs
             finally:
                 with trio.CancelScope(shield=True):
-                    await self._runtime.cleanup(cid)
+                    await self._end_run(cid)
 
     def upper_dir(self, cid: str) -> Path:
         """The container's own writable layer (what `docker diff` and `commit` read)."""

@@ -17,6 +17,7 @@ import trio
 from ..errors import ApplianceError, Conflict, InvalidParameter, NotFound
 from ..runtime.conmon_proto import CommandNotExecutable, CommandNotFound
 from ..runtime.spec import ExecSpec
+from .detach import DEFAULT_DETACH_KEYS
 from .attach import AttachClient, AttachConns, AttachOptions, pump
 from .naming import new_id
 from .process import merge_env, resolve_user_in
@@ -38,6 +39,7 @@ class ExecConfig:
     attach_stderr: bool = True
     privileged: bool = False
     console_size: tuple[int, int] = (0, 0)
+    detach_keys: bytes = DEFAULT_DETACH_KEYS
 
 
 @dataclass
@@ -70,8 +72,7 @@ class ExecService:
             raise InvalidParameter("No exec command specified")
         if config.privileged:
             raise InvalidParameter("privileged exec is not supported: every process stays isolated")
-        if rec.state.status != "running":
-            raise Conflict(f"container {rec.id} is not running")
+        _check_runnable(rec)
         inst = ExecInstance(id=new_id(), container_id=rec.id, config=config)
         self._execs[inst.id] = inst
         while len(self._execs) > _KEEP:
@@ -89,8 +90,7 @@ class ExecService:
         if inst.started:
             raise Conflict(f"Error: Exec command {exec_id} has already run")
         rec = self._containers.get(inst.container_id)
-        if rec.state.status != "running":
-            raise Conflict(f"container {rec.id} is not running")
+        _check_runnable(rec)
         cfg = inst.config
         uid, gid, gids = resolve_user_in(self._runtime.paths(rec.id).rootfs, cfg.user or rec.config.user)
         env = merge_env(rec.config.env, cfg.env)
@@ -118,17 +118,35 @@ class ExecService:
             await client.close_output()
             return
         inst.running, inst.pid = True, session.pid
-        async with session:
+        owned = True
+        try:
             height, width = inst.config.console_size
             if inst.config.tty and height and width:
                 await self._runtime.resize_exec(inst.container_id, inst.id, height, width)
             conns = AttachConns(session.attach, session.attach if inst.config.attach_stdin else None)
             opts = AttachOptions(stdin=inst.config.attach_stdin, stdout=inst.config.attach_stdout,
-                                 stderr=inst.config.attach_stderr)
-            await pump(client, conns, opts, stdin_once=True, close_output=False)
+                                 stderr=inst.config.attach_stderr,
+                                 detach_keys=inst.config.detach_keys if inst.config.tty else None)
+            detached = await pump(client, conns, opts, stdin_once=True, tty=inst.config.tty,
+                                  close_output=False)
+            if detached:  # the process goes on; a task the service owns records its end
+                assert self._nursery is not None, "ExecService.run() owns detached execs"
+                session.attach.close()
+                self._nursery.start_soon(self._finish_detached, inst, session)
+                owned = False
+            else:
+                inst.exit_code = await session.wait()
+                inst.running = False
+        finally:
+            if owned:
+                with trio.CancelScope(shield=True):
+                    await session.aclose()
+        await client.close_output()
+
+    async def _finish_detached(self, inst: ExecInstance, session) -> None:
+        async with session:
             inst.exit_code = await session.wait()
         inst.running = False
-        await client.close_output()
 
     def start_detached(self, exec_id: str) -> None:
         inst, spec = self._prepare(exec_id)
@@ -153,6 +171,13 @@ class ExecService:
             raise Conflict(f"Exec {exec_id} is not running")
         if inst.config.tty:
             await self._runtime.resize_exec(inst.container_id, inst.id, height, width)
+
+
+def _check_runnable(rec) -> None:
+    if rec.state.status == "paused":
+        raise Conflict(f"Container {rec.id} is paused, unpause the container before exec")
+    if rec.state.status != "running":
+        raise Conflict(f"container {rec.id} is not running")
 
 
 def _docker_exec_error(exc: ApplianceError) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..runtime.users import resolve_user
+from .filesystem.scope import RootScope
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -20,18 +20,12 @@ def merge_env(base: list[str], extra: list[str], *, default_path: bool = False) 
     return list(merged.values())
 
 
-def _read_image_file(path: Path) -> str | None:
-    # O_NOFOLLOW: an image's /etc/passwd that is a symlink must not make the node read host files.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd) as f:
-        return f.read(1 << 20)
-
-
 def resolve_user_in(rootfs: Path, user: str) -> tuple[int, int, tuple[int, ...]]:
     """Docker's -u rules against the container's own /etc/passwd and /etc/group."""
-    uid, gid, gids = resolve_user(user, _read_image_file(rootfs / "etc/passwd"),
-                                  _read_image_file(rootfs / "etc/group"))
+    # Resolved inside the container's root: an image whose /etc (or /etc/passwd) is a symlink
+    # pointing out must not make the node read the host's files.
+    with RootScope(rootfs) as scope:
+        passwd, group = scope.read_file("/etc/passwd"), scope.read_file("/etc/group")
+    uid, gid, gids = resolve_user(user, passwd.decode(errors="replace") if passwd is not None else None,
+                                  group.decode(errors="replace") if group is not None else None)
     return uid, gid, tuple(gids)

@@ -192,5 +192,7 @@ def exec_conmon_argv(*, conmon: str, runtime: str, runtime_root: Path, paths: Ex
     if stdin:
         argv.append("-i")
     if tty:
-        argv.append("-t")
+        # A tty exec's EOF is a ctrl-D byte through the pty: keeping stdin open across client
+        # closes lets a detaching `docker exec -it` client leave the shell running.
+        argv += ["-t", "--leave-stdin-open"]
     return argv

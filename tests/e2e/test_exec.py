@@ -34,3 +34,34 @@ def test_exec_missing_binary_is_127_and_stopped_container_is_refused(node):
     assert res.returncode == 1
     assert b"is not running" in res.stderr
     node.docker("rm", "ex2")
+
+
+def test_exec_it_detach_keys_leave_the_process_running(node):
+    import os
+    import pty
+    import subprocess
+
+    node.docker("run", "-d", "--name", "ex3", "busybox", "sleep", "300")
+    try:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(["/usr/local/bin/docker", "exec", "-it", "ex3", "sh", "-c",
+                                 "echo started > /tmp/s; while true; do sleep 0.1; done"],
+                                stdin=slave, stdout=slave, stderr=slave, env=node.env())
+        os.close(slave)
+        deadline = time.monotonic() + 10
+        while node.docker("exec", "ex3", "cat", "/tmp/s", check=False).returncode and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.write(master, b"\x10\x11")  # ctrl-p ctrl-q
+        assert proc.wait(timeout=10) == 1  # the CLI reports a detached exec as an error, as with dockerd
+        assert b"read escape sequence" in os.read(master, 4096)
+        os.close(master)
+        ps = node.out("exec", "ex3", "ps", "-o", "args")
+        assert "while true" in ps  # the detached exec's shell still runs
+        node.docker("pause", "ex3")
+        res = node.docker("exec", "ex3", "true", check=False)
+        assert b"is paused, unpause the container before exec" in res.stderr
+        node.docker("unpause", "ex3")
+        bad = node.docker("exec", "--detach-keys", "ctrl-", "ex3", "true", check=False)
+        assert bad.returncode != 0 and b"Invalid escape keys (ctrl-) provided" in bad.stderr
+    finally:
+        node.docker("rm", "-f", "ex3")

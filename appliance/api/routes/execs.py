@@ -6,6 +6,7 @@ import json
 
 from quart import Blueprint, Response
 
+from ...engine.detach import parse_detach_keys
 from ...engine.execs import ExecConfig
 from ...errors import InvalidParameter
 from ..jsonfields import get_bool, get_str, get_str_list
@@ -23,7 +24,15 @@ def parse_exec(body: dict) -> ExecConfig:
                       tty=get_bool(body, "Tty", _E), attach_stdin=get_bool(body, "AttachStdin", _E),
                       attach_stdout=get_bool(body, "AttachStdout", _E),
                       attach_stderr=get_bool(body, "AttachStderr", _E),
-                      privileged=get_bool(body, "Privileged", _E), console_size=(size[0], size[1]))
+                      privileged=get_bool(body, "Privileged", _E), console_size=(size[0], size[1]),
+                      detach_keys=_detach_keys(get_str(body, "DetachKeys", _E)))
+
+
+def _detach_keys(keys: str) -> bytes:
+    try:
+        return parse_detach_keys(keys)
+    except InvalidParameter:  # exec words it differently from attach
+        raise InvalidParameter(f"Invalid escape keys ({keys}) provided") from None
 
 
 def exec_json(inst) -> dict:

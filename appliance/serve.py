@@ -5,6 +5,7 @@ Task tree of `appliance serve`:
     ├── signal watcher          SIGTERM/SIGINT cancel the root scope (containers keep running)
     ├── ContainerService.run    supervisor nursery: one task per running container (waits on conmon)
     ├── ExecService.run         detached execs (`docker exec -d`)
+    ├── LogRotator.run          --log-opt max-size/max-file: rotates running containers' logs
     └── Front.run               listeners; per connection: hijack handler or hypercorn TCPServer
 """
 
@@ -30,6 +31,7 @@ from .engine.containers import ContainerService, NodeLimits
 from .engine.events import EventLog
 from .engine.execs import ExecService
 from .engine.images import ImageService
+from .engine.logrotate import LogRotator
 from .engine.system import read_host_facts
 from .engine.volumes import VolumeService
 from .images.layers import LayerStore
@@ -123,6 +125,7 @@ async def serve(config: Config) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, nursery.cancel_scope)
         await nursery.start(engine.containers.run)
+        await nursery.start(LogRotator(engine.containers, engine.events).run)
         await nursery.start(engine.execs.run)
         await nursery.start(front.run, listeners)
         log.info("node %s ready on %s", engine.facts.node_name, ", ".join(urls))

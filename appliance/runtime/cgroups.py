@@ -9,6 +9,7 @@ from memory, so they are done directly even from async code.
 from __future__ import annotations
 
 import errno
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,33 @@ def _kv(path: Path) -> dict[str, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class BlkioEntry:
+    """One `MAJ:MIN Op value` line of a blkio stat file (op as the kernel spells it: Read,
+    Write, Sync, Async, Discard, Total)."""
+
+    major: int
+    minor: int
+    op: str
+    value: int
+
+
+def parse_blkio(text: str) -> tuple[BlkioEntry, ...]:
+    """blkio.throttle.io_service_bytes / io_serviced: per-device lines; the closing
+    `Total N` line (no device) is dropped, as containerd's v1 reader drops it."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 3:
+            continue
+        dev, op, value = fields
+        major, sep, minor = dev.partition(":")
+        if not sep or not (major.isdigit() and minor.isdigit() and value.isdigit()):
+            continue
+        out.append(BlkioEntry(int(major), int(minor), op, int(value)))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class CgroupStats:
     """What `docker stats` needs from one container's cgroups (None: not available)."""
 
@@ -68,12 +96,15 @@ class CgroupStats:
     cpu_throttling: dict[str, int] = field(default_factory=dict)  # nr_periods, nr_throttled, throttled_time
     pids_current: int | None = None
     pids_limit: int | None = None        # None: unlimited
+    blkio_service_bytes: tuple[BlkioEntry, ...] = ()  # blkio.throttle.io_service_bytes
+    blkio_serviced: tuple[BlkioEntry, ...] = ()       # blkio.throttle.io_serviced
 
 
 def read_stats(cgroup_path: str) -> CgroupStats:
     mem = _dir("memory", cgroup_path)
     acct = _dir("cpuacct", cgroup_path)
     pids = _dir("pids", cgroup_path)
+    blkio = _dir("blkio", cgroup_path)
     percpu = tuple(int(x) for x in (_read(acct / "cpuacct.usage_percpu") or "").split())
     ticks = _kv(acct / "cpuacct.stat")
     hz_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -90,7 +121,30 @@ def read_stats(cgroup_path: str) -> CgroupStats:
         cpu_throttling=_kv(_dir("cpu", cgroup_path) / "cpu.stat"),
         pids_current=_int(pids / "pids.current"),
         pids_limit=_int(pids / "pids.max"),
+        blkio_service_bytes=parse_blkio(_read(blkio / "blkio.throttle.io_service_bytes") or ""),
+        blkio_serviced=parse_blkio(_read(blkio / "blkio.throttle.io_serviced") or ""),
     )
+
+
+def container_cgroup(config_json: Path) -> str | None:
+    """The cgroupsPath of the OCI bundle whose config.json this is; None without one (the
+    container has no run: never started, or cleaned up)."""
+    try:
+        return json.loads(Path(config_json).read_bytes())["linux"]["cgroupsPath"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def procs(cgroup_path: str, hierarchy: str = "pids") -> list[int]:
+    """Pids of the processes in cgroup_path and the cgroups below it (what `docker top`
+    shows: the container's init, its children and exec'd processes), sorted."""
+    top = _dir(hierarchy, cgroup_path)
+    found: set[int] = set()
+    for root, _, _ in os.walk(top):
+        for line in (_read(Path(root) / "cgroup.procs") or "").split():
+            if line.isdigit():
+                found.add(int(line))
+    return sorted(found)
 
 
 def children(parent: str) -> set[str]:

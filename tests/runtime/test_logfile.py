@@ -154,3 +154,13 @@ def test_follower_of_missing_file_ends_when_exited(tmp_path):
             assert [e async for e in entries] == []
 
     trio.run(main)
+
+
+def test_select_since_until_survive_float_seconds_at_todays_epoch():
+    """`docker logs --since <a -t stamp>` must include the stamped entry although the bound
+    travels as float seconds (about 0.5 us of precision in 2026)."""
+    for ns in (1795826330_031839716, 1795827347_158912936, 1795827347_158912999, 1795827347_158913000):
+        es = [LogEntry("", ns - 1500, "stdout", b"before\n"), LogEntry("", ns, "stdout", b"at\n"),
+              LogEntry("", ns + 1500, "stdout", b"after\n")]
+        assert [e.data for e in select(es, since=ns / 1e9)] == [b"at\n", b"after\n"], ns
+        assert [e.data for e in select(es, until=ns / 1e9)] == [b"before\n", b"at\n"], ns

@@ -64,6 +64,9 @@ def node_data_root():
     try:
         yield path
     finally:
+        # Whatever happened to the node (it may never have become ready), its pinned mount
+        # namespace must go, or the directory cannot be removed and the mount outlives the test.
+        release_pin(path)
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -147,9 +150,14 @@ def destroy_node(node: Node) -> None:
     release_node_leftovers(node.data_root, node.name)
 
 
+def release_pin(data_root: Path) -> None:
+    if (data_root / "ns").is_dir():
+        subprocess.run([sys.executable, "-m", "appliance", "release-namespace", "--data-root", str(data_root)],
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+
+
 def release_node_leftovers(data_root: Path, name: str) -> None:
-    subprocess.run([sys.executable, "-m", "appliance", "release-namespace", "--data-root", str(data_root)],
-                   cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    release_pin(data_root)
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         parent = hierarchy / "appliance" / name
         if parent.is_dir():

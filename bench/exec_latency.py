@@ -1,0 +1,179 @@
+"""`docker exec CID true` latency against a real node, next to a bare `crun exec` into the same
+container in the same run, plus the memory each running container costs (conmon included).
+
+    python bench/exec_latency.py                  # 20 timed runs after 2 warm-ups, 10 idle containers
+    python bench/exec_latency.py --runs 50 --containers 20
+
+Starts its own node (tests/support/node.py) in a fresh temporary directory, imports a busybox
+built from the host's busybox-static, runs one `sleep` container and times:
+
+- `docker exec CID true`: the docker CLI process from fork to exit (HEAD /_ping, inspect,
+  exec create, exec start as a hijacked stream, exec inspect for the exit code);
+- `docker version`: the CLI's own floor (Go start-up, one round trip);
+- bare `crun exec CID /bin/true` with the node's `crun --root`, from a throwaway private mount
+  namespace (`unshare -m`, cgroup2 `unified` hidden as crun needs on these hybrid hosts): the
+  floor, nothing but crun joining the container's namespaces and cgroups.
+
+The ratio of the two medians has a target of <= 3x; the script exits 1 above it. The memory
+rows are bench/run_latency.py's (node VmRSS delta + conmon VmRSS per running container, and
+the same on a PSS basis); target <= 2 MiB per container. Everything it made is removed on the
+way out, also when a step fails. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.run_latency import (
+    MemoryFigures,
+    Summary,
+    _docker,
+    _environment,
+    measure_memory,
+    summarize,
+    time_command,
+    vm_rss_kib,
+)
+from tests.support.busybox import build_rootfs, rootfs_tar_bytes
+from tests.support.node import destroy_node, node_data_root, start_node
+
+TARGET_RATIO = 3.0
+TARGET_PER_CONTAINER_MIB = 2.0
+
+
+# ---- bare crun exec, in a throwaway mount namespace ------------------------------------------
+
+def measure_bare_crun_exec(crun_root: Path, cid: str, runs: int, warmup: int = 2) -> list[float]:
+    """Seconds per `crun --root crun_root exec cid /bin/true`, timed inside a child process run
+    under `unshare --mount` (crun refuses the hybrid layout while cgroup2 `unified` is visible;
+    unshare/umount is not possible in a caller that already has threads)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    argv = ["unshare", "--mount", "--propagation", "private", sys.executable, str(Path(__file__).resolve()),
+            "--child", str(crun_root), cid, str(runs), str(warmup)]
+    done = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"crun exec child failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _child(crun_root: str, cid: str, runs: int, warmup: int) -> list[float]:
+    from bench.bare_crun import _hide_unified
+
+    _hide_unified()
+    crun = shutil.which("crun")
+    if crun is None:
+        raise RuntimeError("crun not found")
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        with open(os.devnull, "wb") as null:
+            # stdio to /dev/null: the exec'd process inherits crun's, and a pipe would be timed too
+            rc = subprocess.run([crun, "--root", crun_root, "exec", cid, "/bin/true"], check=False,
+                                stdin=subprocess.DEVNULL, stdout=null, stderr=null).returncode
+        elapsed = time.perf_counter() - t0
+        if rc != 0:
+            err = subprocess.run([crun, "--root", crun_root, "exec", cid, "/bin/true"], check=False,
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+            raise RuntimeError(f"crun exec exited {rc}: {err.stderr.strip()}")
+        if i >= warmup:
+            times.append(elapsed)
+    return times
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+_LABEL = 58
+
+
+def _row(label: str, s: Summary) -> str:
+    return f"  {label:<{_LABEL}}{s.median_ms:8.1f} {s.p90_ms:8.1f} {s.min_ms:8.1f} {s.max_ms:8.1f} {s.n:4d}"
+
+
+def _mem(label: str, kib: float, note: str = "") -> str:
+    return f"  {label:<{_LABEL}}{kib / 1024:8.2f}" + (f"   {note}" if note else "")
+
+
+def report(exec_: Summary, cli: Summary, bare: Summary, mem: MemoryFigures) -> str:
+    ratio = exec_.median_ms / bare.median_ms
+    verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
+    per_mib, per_pss_mib = mem.per_container_kib / 1024, mem.per_container_pss_kib / 1024
+    mem_verdict = "OK" if per_mib <= TARGET_PER_CONTAINER_MIB else "ABOVE TARGET"
+    n = mem.containers
+    return "\n".join([
+        f"{'latency (ms, wall clock)':<{_LABEL + 2}}{'median':>8} {'p90':>8} {'min':>8} {'max':>8} {'n':>4}",
+        _row("docker exec CID true", exec_),
+        _row("docker version (CLI start + /_ping + /version)", cli),
+        _row("bare crun exec CID /bin/true (node's crun root)", bare),
+        (f"  {'ratio docker exec / bare crun exec (medians)':<{_LABEL}}{ratio:7.2f}x   "
+         f"target <= {TARGET_RATIO:.0f}x: {verdict}"),
+        (f"  {'split of the docker exec median':<{_LABEL}}CLI floor {cli.median_ms:.1f} + "
+         f"crun exec {bare.median_ms:.1f} + conmon/engine/API rest "
+         f"{exec_.median_ms - cli.median_ms - bare.median_ms:.1f}"),
+        "",
+        f"{'memory (MiB)':<{_LABEL + 2}}{'value':>8}",
+        _mem("node VmRSS, idle", mem.idle_kib),
+        _mem(f"node VmRSS with {n} more running containers", mem.running_kib,
+             f"delta {(mem.running_kib - mem.idle_kib) / 1024:+.2f}"),
+        _mem(f"conmon VmRSS, sum over {len(mem.conmon_rss_kib)} monitors", sum(mem.conmon_rss_kib),
+             f"each {min(mem.conmon_rss_kib) / 1024:.2f}..{max(mem.conmon_rss_kib) / 1024:.2f}"),
+        _mem(f"conmon PSS, sum over {len(mem.conmon_pss_kib)} monitors", sum(mem.conmon_pss_kib)),
+        _mem(f"per extra running container, RSS: (node delta + conmon)/{n}", mem.per_container_kib,
+             f"target <= {TARGET_PER_CONTAINER_MIB:.0f} MiB: {mem_verdict}"),
+        _mem("per extra running container, PSS basis", mem.per_container_pss_kib,
+             f"{'OK' if per_pss_mib <= TARGET_PER_CONTAINER_MIB else 'ABOVE TARGET'} on this basis"),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        crun_root, cid, runs, warmup = argv[1], argv[2], int(argv[3]), int(argv[4])
+        print(json.dumps(_child(crun_root, cid, runs, warmup)))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per figure (at least 20)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    ap.add_argument("--containers", type=int, default=10, help="sleep containers for the memory figures")
+    args = ap.parse_args(argv)
+    runs = max(args.runs, 20)
+
+    with node_data_root() as work:  # o+x all the way down, as user-namespaced containers need
+        node = None
+        try:
+            tar = work / "busybox.tar"
+            tar.write_bytes(rootfs_tar_bytes(build_rootfs(work / "rootfs")))
+            node = start_node(work / "node", name=f"bench{os.getpid()}")
+            _docker(node, "import", str(tar), "busybox")
+            idle_fresh = vm_rss_kib(node.proc.pid)
+            cid = _docker(node, "run", "-d", "--name", "exec-target", "busybox", "sleep", "3600")
+
+            print(f"timing {runs} x `docker exec CID true` and {runs} x bare `crun exec` "
+                  f"after {args.warmup} warm-ups each ...", flush=True)
+            exec_ = summarize(time_command(node, ["exec", cid, "true"], runs, args.warmup))
+            cli = summarize(time_command(node, ["version"], runs, args.warmup))
+            bare = summarize(measure_bare_crun_exec(node.data_root / "run" / "crun", cid, runs, args.warmup))
+            _docker(node, "rm", "-f", cid)  # the memory figures count every conmon of the node
+            print(f"starting {args.containers} x `sleep 300` for the memory figures ...", flush=True)
+            mem = measure_memory(node, args.containers, idle_fresh)
+        finally:
+            if node is not None:
+                destroy_node(node)
+    print()
+    print(_environment())
+    print(report(exec_, cli, bare, mem))
+    return 0 if exec_.median_ms / bare.median_ms <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

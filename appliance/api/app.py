@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from ..errors import ApplianceError, InvalidParameter
 from .errors import error_body, status_and_message
 from .routes import archive as archive_routes
-from .routes import containers, execs, images, networks, stats, system, volumes
+from .routes import cluster, containers, execs, images, networks, stats, system, volumes
 from .version import check_version, split_version
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ def create_app(engine) -> _VersionPrefix:
     for blueprint in (system.blueprint(engine), containers.blueprint(engine), execs.blueprint(engine),
                       images.blueprint(engine), volumes.blueprint(engine)):
         app.register_blueprint(blueprint)
-    app.register_blueprint(archive_routes.blueprint(engine))
+    app.register_blueprint(cluster.blueprint(getattr(engine, "cluster", None)))
     app.register_blueprint(stats.blueprint(engine))
+    app.register_blueprint(archive_routes.blueprint(engine))
     if getattr(engine, "networks", None) is not None:
         app.register_blueprint(networks.blueprint(engine))
 

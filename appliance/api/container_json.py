@@ -11,6 +11,8 @@ from ..errors import InvalidParameter
 from ..store.records import (
     LIVE_STATUSES, ContainerConfig, ContainerRecord, HealthConfig, HealthState, HostConfig, MountRequest,
 )
+from ..engine.networks import ContainerNetworks
+from .network_json import network_settings, parse_port_bindings, ps_ports
 from .jsonfields import get_bool, get_dict, get_int, get_str, get_str_list, get_str_map
 from .timefmt import human_duration, rfc3339
 
@@ -71,6 +73,12 @@ def parse_create(body: dict) -> tuple[ContainerConfig, HostConfig]:
         restart_policy=get_str(restart, "Name", "RestartPolicy") or "no",
         restart_max_retries=get_int(restart, "MaximumRetryCount", "RestartPolicy"),
         network_mode=get_str(host, "NetworkMode", _H) or "default",
+        port_bindings=parse_port_bindings(host),
+        publish_all_ports=get_bool(host, "PublishAllPorts", _H),
+        dns=get_str_list(host, "Dns", _H) or [],
+        dns_search=get_str_list(host, "DnsSearch", _H) or [],
+        dns_options=get_str_list(host, "DnsOptions", _H) or [],
+        extra_hosts=get_str_list(host, "ExtraHosts", _H) or [],
         console_size=_console_size(host.get("ConsoleSize")),
         log_max_size=log_max_size,
         log_max_file=log_max_file,
@@ -196,12 +204,12 @@ def host_config_json(h: HostConfig) -> dict:
     # conmon's k8s-file log reads back exactly like dockerd's json-file (docker logs, docker-py
     # run() output), so clients are told the driver whose behaviour they get.
     return {"Binds": h.binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": _log_config(h)},
-            "NetworkMode": h.network_mode, "PortBindings": {},
+            "NetworkMode": h.network_mode, "PortBindings": _port_bindings_json(h),
             "RestartPolicy": {"Name": h.restart_policy, "MaximumRetryCount": h.restart_max_retries},
             "AutoRemove": h.auto_remove, "ConsoleSize": list(h.console_size), "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
-            "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private",
+            "Dns": h.dns, "DnsOptions": h.dns_options, "DnsSearch": h.dns_search, "ExtraHosts": h.extra_hosts or None, "GroupAdd": None, "IpcMode": "private",
             "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
-            "PublishAllPorts": False, "ReadonlyRootfs": h.readonly_rootfs, "SecurityOpt": None,
+            "PublishAllPorts": h.publish_all_ports, "ReadonlyRootfs": h.readonly_rootfs, "SecurityOpt": None,
             "Tmpfs": h.tmpfs or None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "crun",
             "Isolation": "", "CpuShares": h.cpu_shares, "Memory": h.memory, "NanoCpus": h.nano_cpus,
             "CgroupParent": "", "BlkioWeight": 0, "CpuPeriod": h.cpu_period, "CpuQuota": h.cpu_quota,
@@ -211,6 +219,13 @@ def host_config_json(h: HostConfig) -> dict:
             "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
                        for m in h.mounts] or None,
             **({"Init": h.init} if h.init is not None else {})}
+
+
+def _port_bindings_json(h: HostConfig) -> dict:
+    out: dict[str, list[dict]] = {}
+    for b in h.port_bindings:
+        out.setdefault(b.port, []).append({"HostIp": b.host_ip, "HostPort": b.host_port})
+    return out
 
 
 def _log_config(h: HostConfig) -> dict:
@@ -237,23 +252,24 @@ def mounts_json(rec: ContainerRecord) -> list[dict]:
     return out
 
 
-def _network_settings() -> dict:
-    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
-            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": {}}
+def _no_network_settings() -> dict:
+    return network_settings(ContainerNetworks(sandbox=None, network_mode="none"))
 
 
-def inspect_json(rec: ContainerRecord, log_path: str) -> dict:
+def inspect_json(rec: ContainerRecord, log_path: str, networks: ContainerNetworks | None = None,
+                 files: dict[str, str] | None = None) -> dict:
+    """files: the node-written /etc/hosts, /etc/hostname, /etc/resolv.conf of the container."""
+    files = files or {}
+    settings = network_settings(networks, rec.config.exposed_ports) if networks else _no_network_settings()
     return {
         "Id": rec.id, "Created": rfc3339(rec.created), "Path": rec.path, "Args": rec.args,
-        "State": _state(rec), "Image": rec.image_id, "ResolvConfPath": "", "HostnamePath": "",
-        "HostsPath": "", "LogPath": log_path, "Name": "/" + rec.name, "RestartCount": rec.restart_count,
+        "State": _state(rec), "Image": rec.image_id, "ResolvConfPath": files.get("/etc/resolv.conf", ""),
+        "HostnamePath": files.get("/etc/hostname", ""), "HostsPath": files.get("/etc/hosts", ""),
+        "LogPath": log_path, "Name": "/" + rec.name, "RestartCount": rec.restart_count,
         "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": None, "HostConfig": host_config_json(rec.host_config),
         "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": mounts_json(rec),
-        "Config": config_json(rec), "NetworkSettings": _network_settings(),
+        "Config": config_json(rec), "NetworkSettings": settings,
         "Node": {"Name": rec.node}, "Tenant": rec.tenant,
     }
 
@@ -280,10 +296,12 @@ def status_text(rec: ContainerRecord, now_ns: int | None = None) -> str:
     return "Created"
 
 
-def summary_json(rec: ContainerRecord) -> dict:
+def summary_json(rec: ContainerRecord, networks: ContainerNetworks | None = None) -> dict:
     command = " ".join(shlex.quote(a) if " " in a else a for a in [rec.path, *rec.args])
+    settings = network_settings(networks, rec.config.exposed_ports) if networks else _no_network_settings()
     return {"Id": rec.id, "Names": ["/" + rec.name], "Image": rec.config.image, "ImageID": rec.image_id,
-            "Command": command, "Created": rec.created // 1_000_000_000, "Ports": [],
+            "Command": command, "Created": rec.created // 1_000_000_000,
+            "Ports": ps_ports(networks, rec.config.exposed_ports) if networks else [],
             "Labels": rec.config.labels, "State": rec.state.status, "Status": status_text(rec),
-            "HostConfig": {"NetworkMode": rec.host_config.network_mode}, "NetworkSettings": {"Networks": {}},
-            "Mounts": mounts_json(rec)}
+            "HostConfig": {"NetworkMode": rec.host_config.network_mode},
+            "NetworkSettings": {"Networks": settings["Networks"]}, "Mounts": mounts_json(rec)}

@@ -117,8 +117,17 @@ def parse_endpoints_config(networking_config: dict | None) -> dict[str, Endpoint
     """NetworkingConfig -> {network name or id: EndpointConfig}."""
     if not networking_config:
         return {}
+    if not isinstance(networking_config, dict):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field ContainerConfigWrapper."
+                               "NetworkingConfig of type network.NetworkingConfig")
     endpoints = get_dict(networking_config, "EndpointsConfig", "NetworkingConfig")
-    return {name: parse_endpoint(cfg) for name, cfg in endpoints.items()}
+    out = {}
+    for name, cfg in endpoints.items():
+        if cfg is not None and not isinstance(cfg, dict):
+            raise InvalidParameter("json: cannot unmarshal into Go struct field NetworkingConfig."
+                                   "EndpointsConfig of type network.EndpointSettings")
+        out[name] = parse_endpoint(cfg)
+    return out
 
 
 def parse_port_bindings(host_config: dict) -> list[PortBindingSpec]:

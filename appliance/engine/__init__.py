@@ -18,6 +18,7 @@ from .volumes import VolumeService
 
 if TYPE_CHECKING:
     from ..cluster.agent import ClusterAgent
+    from .filesystem import FilesystemService
     from .networks import NetworkService
 
 
@@ -33,3 +34,5 @@ class Engine:
     cluster: ClusterAgent | None = None
     #: Container networking (bridges, IPAM, DNS, published ports); None: loopback-only containers.
     networks: NetworkService | None = None
+    #: docker cp / export / diff / commit.
+    filesystem: FilesystemService | None = None

@@ -42,7 +42,7 @@ from .attach import AttachClient, AttachConns, AttachOptions, pump
 from .detach import parse_detach_keys
 from .events import EventLog
 from .naming import check_container_name, generated_name, new_id
-from .networks import ensure_bind_targets
+from .networks import build_init_layer
 from .process import merge_env, resolve_user_in
 from .signals import parse_signal
 
@@ -546,7 +546,7 @@ class ContainerService:
         await self._end_run(cid)  # a previous run's bundle, rootfs and network
         try:
             image = self._images.get_by_id(rec.image_id)
-            rootfs = await self._runtime.prepare_rootfs(cid, self._images.lower_dirs(image),
+            rootfs = await self._runtime.prepare_rootfs(cid, self._lower_dirs(cid, image),
                                                          idmap=self._limits.idmap)
             _ensure_dir(rootfs, rec.config.working_dir or "/", self._limits.idmap)
             for m in rec.mounts:  # Docker copies the image's files into a new, empty volume
@@ -556,8 +556,6 @@ class ContainerService:
             sandbox = None
             if self._networks is not None:
                 sandbox = await self._networks.attach_container(rec)
-                owner = self._limits.idmap.host_base if self._limits.idmap else 0
-                ensure_bind_targets(rootfs, sandbox.mounts, owner)  # crun won't create file targets
             launched = await self._runtime.create(self._spec(rec, uid, gid, gids, sandbox), rootfs)
         except BaseException as exc:
             with trio.CancelScope(shield=True):
@@ -589,6 +587,16 @@ class ContainerService:
                                  started_at=started_at, finished_at=0, exit_code=0, oom_killed=False,
                                  error="", manually_stopped=False, health=health)
         self._publish(rec, "start")
+
+    def _lower_dirs(self, cid: str, image) -> list[Path]:
+        """Image layers, topmost first, under the container's init layer when networking needs one."""
+        lowers = self._images.lower_dirs(image)
+        if self._networks is None:
+            return lowers
+        init = self._runtime.paths(cid).bundle / "init"
+        self._runtime.paths(cid).bundle.mkdir(mode=0o711, exist_ok=True)
+        build_init_layer(init, lowers, self._limits.idmap.host_base if self._limits.idmap else 0)
+        return [init, *lowers]
 
     def _spec(self, rec: ContainerRecord, uid: int, gid: int, gids: tuple[int, ...],
               sandbox=None) -> rspec.ContainerSpec:
@@ -951,7 +959,7 @@ class ContainerService:
                 yield rec, self._runtime.paths(cid).rootfs
                 return
             image = self._images.get_by_id(rec.image_id)
-            rootfs = await self._runtime.prepare_rootfs(cid, self._images.lower_dirs(image),
+            rootfs = await self._runtime.prepare_rootfs(cid, self._lower_dirs(cid, image),
                                                         idmap=self._limits.idmap)
             try:
                 yield rec, rootfs

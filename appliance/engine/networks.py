@@ -71,6 +71,9 @@ HOST_REFUSED = ("host networking is not available on this node: every container 
                 "network namespace (use -p to publish ports)")
 
 
+_CONFIG_FILES = (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"), ("/etc/resolv.conf", "resolv.conf"))
+
+
 @dataclass(frozen=True)
 class NetworkOptions:
     """The node's networking configuration (from Config; every field has a safe default).
@@ -604,8 +607,7 @@ class NetworkService:
             self._events.publish("network", "connect", ep.network_id,
                                  {"container": cid, "name": nets[ep.network_id].name, "type": "bridge"})
         mounts = tuple(MountSpec(dest, str(self._files_dir / cid / fname), "bind", ("rbind", "rw"))
-                       for dest, fname in (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"),
-                                           ("/etc/resolv.conf", "resolv.conf")))
+                       for dest, fname in _CONFIG_FILES)
         return Sandbox(str(pin), mounts, tuple(eps), tuple(published))
 
     def _lease(self, rec: ContainerRecord, eps: list[EndpointRecord], nets: dict[str, NetworkRecord],
@@ -688,6 +690,11 @@ class NetworkService:
                 os.fchown(fd, self._owner, self._owner)
             finally:
                 os.close(fd)
+
+    def config_files(self, cid: str) -> dict[str, str]:
+        """The node-written files a container sees at /etc/hosts, /etc/hostname, /etc/resolv.conf."""
+        folder = self._files_dir / cid
+        return {dest: str(folder / fname) for dest, fname in _CONFIG_FILES if (folder / fname).exists()}
 
     async def detach_container(self, cid: str, *, forget: bool = False) -> None:
         """At exit (forget=False: the container's network requests stay for its next start) and
@@ -946,30 +953,34 @@ class NetworkService:
 # ---- helpers ------------------------------------------------------------------------------------
 
 
-def ensure_bind_targets(rootfs: Path, mounts: Iterable[MountSpec], owner_uid: int = 0) -> None:
-    """Create the empty files the Sandbox's bind mounts land on (/etc/hosts, /etc/hostname,
-    /etc/resolv.conf) where the image has none: crun does not create a missing file target.
-    Never follows a symlink out of the rootfs: an image's symlinked resolv.conf is left as is
-    (crun resolves it inside the rootfs)."""
-    for m in mounts:
-        parent, name = os.path.split(m.destination.lstrip("/"))
-        folder = Path(rootfs) / parent
-        if not folder.is_dir() or folder.is_symlink():
-            if folder.exists() or folder.is_symlink():
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            os.chown(folder, owner_uid, owner_uid)
-        dirfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                         dir_fd=dirfd)
-        except FileExistsError:
+def build_init_layer(init: Path, lowers: Sequence[Path], owner_uid: int = 0) -> None:
+    """Docker's init layer: the empty files the node bind-mounts /etc/hosts, /etc/hostname and
+    /etc/resolv.conf onto (crun does not create a missing file target), in a layer of their own
+    under the container's writable layer, so `docker diff` and `commit` never see them.
+
+    Only what no image layer has is made; a made directory copies the owner and mode of the
+    image's own (topmost) one, since overlayfs shows the topmost layer's directory attributes."""
+    for dest, _ in _CONFIG_FILES:
+        rel = dest.lstrip("/")
+        if any(os.path.lexists(layer / rel) for layer in lowers) or os.path.lexists(init / rel):
             continue
-        else:
-            os.fchown(fd, owner_uid, owner_uid)
-            os.close(fd)
-        finally:
-            os.close(dirfd)
+        parts = Path(rel).parts
+        for depth in range(1, len(parts)):
+            sub = Path(*parts[:depth])
+            target = init / sub
+            if target.exists():
+                continue
+            model = next((layer / sub for layer in lowers if (layer / sub).is_dir()
+                          and not (layer / sub).is_symlink()), None)
+            target.mkdir(parents=True)
+            st = model.lstat() if model is not None else None
+            os.chmod(target, st.st_mode & 0o7777 if st else 0o755)
+            os.lchown(target, st.st_uid if st else owner_uid, st.st_gid if st else owner_uid)
+        fd = os.open(init / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        os.fchown(fd, owner_uid, owner_uid)
+        os.close(fd)
+    init.mkdir(exist_ok=True)
+
 
 
 def _gateway_endpoint(eps: Sequence[EndpointRecord], nets: Mapping[str, NetworkRecord]) -> EndpointRecord | None:

@@ -50,11 +50,14 @@ def test_every_namespace_is_private(node):
             assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
     finally:
         node.docker("rm", "-f", cid)
-    out = node.out("run", "--rm", "busybox", "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'; ip -o link | wc -l")
-    pid1, nprocs, nlinks = out.split()
+    out = node.out("run", "--rm", "busybox", "sh", "-c",
+                   "echo $$; ls /proc | grep -c '^[0-9]'; ip -o link | cut -d: -f2 | tr -d ' ' | cut -d@ -f1")
+    pid1, nprocs, *links = out.split()
     assert pid1 == "1"
     assert int(nprocs) <= 3  # sh, ls, grep: nothing of the host
-    assert nlinks == "1"  # loopback only until networking lands
+    assert links == ["lo", "eth0"]  # its own loopback and veth end: none of the node's interfaces
+    out = node.out("run", "--rm", "--network", "none", "busybox", "sh", "-c", "ip -o link | wc -l")
+    assert out == "1"  # --network none: loopback only
 
 
 def test_masked_and_read_only_proc_paths(node):

@@ -268,7 +268,9 @@ def test_new_volume_gets_the_image_content_at_its_mount_point(node, made, busybo
     # The mount point keeps the image directory's owner and mode.
     assert node.out("run", "--rm", "-v", "home-copy:/home/app", "busybox", "stat", "-c", "%u %a", "/home/app") \
         == "1000 755"
-    assert node.out("run", "--rm", "-v", "nocopy-vol:/etc:nocopy", "busybox", "ls", "-A", "/etc") == ""
+    # Nothing of the image's /etc; only the mount points of the node-written files, as with dockerd.
+    assert node.out("run", "--rm", "-v", "nocopy-vol:/etc:nocopy", "busybox", "ls", "-A", "/etc").split() \
+        == ["hostname", "hosts", "resolv.conf"]
     node.docker("import", "--change", "VOLUME /etc", str(busybox_tar), "etc-volume:1")
     try:
         cid = node.out("run", "-d", "etc-volume:1", "cat", "/etc/group")

@@ -26,6 +26,7 @@ class Node:
     proc: subprocess.Popen
     log_path: Path
     docker_config: Path
+    netns: str = ""
     extra_env: dict = field(default_factory=dict)
 
     def env(self) -> dict:
@@ -67,15 +68,26 @@ def node_data_root():
         # Whatever happened to the node (it may never have become ready), its pinned mount
         # namespace must go, or the directory cannot be removed and the mount outlives the test.
         release_pin(path)
+        delete_netns(netns_name(path))
         shutil.rmtree(path, ignore_errors=True)
 
 
 def start_node(data_root: Path, *, name: str | None = None, extra_args: tuple[str, ...] = (),
-               timeout: float = 30, program: tuple[str, ...] = (sys.executable, "-m", "appliance")) -> Node:
+               timeout: float = 30, program: tuple[str, ...] = (sys.executable, "-m", "appliance"),
+               gossip_bind: str | None = "127.0.0.1:0", netns: str | None = None) -> Node:
+    """``gossip_bind``: passed as --gossip-bind unless extra_args has one; loopback and a free
+    port by default, so test nodes never take the well-known 7946 or listen off loopback.
+
+    ``netns``: the network namespace the node runs in (its bridge, rules and container veths
+    live there, never in the machine's). None: the data root's own namespace, made on first
+    start and kept across restarts of the node, removed with the data root."""
     data_root.mkdir(parents=True, exist_ok=True)
+    netns = netns or ensure_netns(netns_name(data_root))
     name = name or f"t{secrets.token_hex(4)}"
     sock = data_root / "docker.sock"
     log_path = data_root / "node.log"
+    if gossip_bind and "--gossip-bind" not in extra_args:
+        extra_args = ("--gossip-bind", gossip_bind, *extra_args)
     cmd = [*program, "serve", "--data-root", str(data_root),
            "-H", f"unix://{sock}", "--node-name", name, "--log-level", "debug", *extra_args]
     log = open(log_path, "ab")
@@ -84,8 +96,9 @@ def start_node(data_root: Path, *, name: str | None = None, extra_args: tuple[st
     if from_source:
         env["PYTHONPATH"] = str(REPO)
     # A zipapp must run on its own: not from the checkout's cwd or PYTHONPATH.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO if from_source else data_root,
-                            env=env)
+    # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup hierarchies.
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", *cmd], stdout=subprocess.PIPE, stderr=log,
+                            cwd=REPO if from_source else data_root, env=env)
     log.close()
     deadline = time.monotonic() + timeout
     line = b""
@@ -102,7 +115,7 @@ def start_node(data_root: Path, *, name: str | None = None, extra_args: tuple[st
     config_dir = data_root / "docker-config"
     config_dir.mkdir(exist_ok=True)
     return Node(data_root=data_root, name=name, docker_host=host, proc=proc, log_path=log_path,
-                docker_config=config_dir)
+                docker_config=config_dir, netns=netns)
 
 
 def stop_node(node: Node, *, sig: int = signal.SIGTERM) -> None:
@@ -148,6 +161,23 @@ def destroy_node(node: Node) -> None:
         except ProcessLookupError:
             pass
     release_node_leftovers(node.data_root, node.name)
+
+
+def netns_name(data_root: Path) -> str:
+    return f"appl-{data_root.name.removeprefix('appl-')}"
+
+
+def ensure_netns(name: str) -> str:
+    """A network namespace for test nodes, with loopback up (made by the test, never the host's)."""
+    if not Path(f"/run/netns/{name}").exists():
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    return name
+
+
+def delete_netns(name: str) -> None:
+    if Path(f"/run/netns/{name}").exists():
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def release_pin(data_root: Path) -> None:

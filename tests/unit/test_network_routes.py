@@ -175,17 +175,24 @@ def test_connect_disconnect_prune(world):
     _run(world, scenario)
 
 
-def test_ensure_bind_targets(tmp_path):
-    from appliance.engine.networks import ensure_bind_targets
-    from appliance.runtime.spec import MountSpec
+def test_init_layer_holds_only_missing_mount_targets_with_the_images_dir_attributes(tmp_path):
+    import os
 
-    root = tmp_path / "rootfs"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "hosts").write_text("image's own\n")
-    (root / "etc" / "resolv.conf").symlink_to("../run/elsewhere")
-    mounts = [MountSpec(d, "/x") for d in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/srv/new/file")]
-    ensure_bind_targets(root, mounts, owner_uid=0)
-    assert (root / "etc" / "hosts").read_text() == "image's own\n"
-    assert (root / "etc" / "hostname").read_text() == ""
-    assert (root / "etc" / "resolv.conf").is_symlink() and not (root / "run" / "elsewhere").exists()
-    assert (root / "srv" / "new" / "file").exists()
+    from appliance.engine.networks import build_init_layer
+
+    image = tmp_path / "layer"
+    (image / "etc").mkdir(parents=True)
+    os.chmod(image / "etc", 0o750)
+    os.chown(image / "etc", 100000, 100001)
+    (image / "etc" / "hosts").write_text("image's own\n")
+    (image / "etc" / "resolv.conf").symlink_to("../run/elsewhere")
+    init = tmp_path / "init"
+    build_init_layer(init, [image], owner_uid=100000)
+    made = sorted(str(p.relative_to(init)) for p in init.rglob("*"))
+    assert made == ["etc", "etc/hostname"]  # the image has hosts, and resolv.conf as a link
+    st = (init / "etc").lstat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o750, 100000, 100001)
+    assert (init / "etc" / "hostname").read_text() == ""
+    assert (init / "etc" / "hostname").lstat().st_uid == 100000
+    assert not (image / "etc" / "hostname").exists()  # the image layer is never written
+    build_init_layer(init, [image], owner_uid=100000)  # idempotent across restarts

@@ -12,6 +12,7 @@ from ...errors import InvalidParameter
 from ...runtime.timestamps import format_rfc3339nano
 from ...store.records import LIVE_STATUSES
 from .. import container_json
+from ..network_json import parse_endpoints_config
 from ..framing import MUX_CONTENT_TYPE, RAW_CONTENT_TYPE, encoder
 from ..jsonfields import check_filter_keys, parse_filters
 from ..timefmt import parse_unix
@@ -31,7 +32,9 @@ def blueprint(engine) -> Blueprint:
     async def create():
         body = await body_json(allow_empty=False)
         config, host = container_json.parse_create(body)
-        rec, warnings = containers.create(request.args.get("name") or None, config, host)
+        endpoints = parse_endpoints_config(body.get("NetworkingConfig"))
+        rec, warnings = containers.create(request.args.get("name") or None, config, host,
+                                          endpoints=endpoints if engine.networks is not None else None)
         return _json({"Id": rec.id, "Warnings": warnings}, 201)
 
     @bp.get("/containers/json")
@@ -44,12 +47,13 @@ def blueprint(engine) -> Blueprint:
         recs = [r for r in recs if _matches(engine, r, filters)]
         if limit and limit > 0:
             recs = recs[:limit]
-        return _json([container_json.summary_json(r) for r in recs])
+        return _json([container_json.summary_json(r, _networks_of(engine, r)) for r in recs])
 
     @bp.get("/containers/<ref>/json")
     async def inspect(ref):
         rec, log_path = containers.log_path(ref)
-        return _json(container_json.inspect_json(rec, str(log_path)))
+        files = engine.networks.config_files(rec.id) if engine.networks is not None else {}
+        return _json(container_json.inspect_json(rec, str(log_path), _networks_of(engine, rec), files))
 
     @bp.post("/containers/<ref>/start")
     async def start(ref):
@@ -168,6 +172,10 @@ def _uint32(text: str) -> int:
     if value >= 1 << 32:
         raise InvalidParameter(f'strconv.ParseUint: parsing "{text}": value out of range')
     return value
+
+
+def _networks_of(engine, rec):
+    return engine.networks.container_networks(rec) if engine.networks is not None else None
 
 
 def _tail(value: str) -> int:

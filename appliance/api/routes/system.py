@@ -12,6 +12,7 @@ from quart import Blueprint, Response, request
 
 from ...engine.events import EventFilter
 from ...errors import InvalidParameter
+from .cluster import info_labels, info_section
 from ..jsonfields import parse_filters
 from ..timefmt import parse_unix, rfc3339
 from ..version import API_VERSION, ENGINE_VERSION, MIN_API_VERSION
@@ -73,10 +74,11 @@ def blueprint(engine) -> Blueprint:
             "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"], "IndexConfigs": {},
                                "Mirrors": []},
             "NCPU": facts.ncpu, "MemTotal": facts.mem_total, "DockerRootDir": facts.data_root,
-            "Name": facts.node_name, "Labels": [f"appliance.node={facts.node_name}"], "ExperimentalBuild": False,
+            "Name": facts.node_name, "Labels": [f"appliance.node={facts.node_name}", *info_labels(engine.cluster)], "ExperimentalBuild": False,
             "ServerVersion": ENGINE_VERSION,
             "Runtimes": {facts.runtime_name: {"path": facts.runtime_path}},
             "DefaultRuntime": facts.runtime_name,
+            "Cluster": info_section(engine.cluster),
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "tini",

@@ -53,9 +53,10 @@ class FilesystemService:
     ``IdShift(0)`` without user namespaces). Without it, the owner of the container's upper
     dir is taken, which prepare_rootfs sets at every mount; see ``_ids``."""
 
-    def __init__(self, containers, images, events, *, id_shift: IdShift | None = None):
+    def __init__(self, containers, images, events, *, id_shift: IdShift | None = None, networks=None):
         self._containers, self._images, self._events = containers, images, events
         self._id_shift = id_shift
+        self._networks = networks  # its /etc/hosts, hostname, resolv.conf are file bind mounts
 
     # ---- docker cp -------------------------------------------------------------------
 
@@ -253,6 +254,10 @@ class FilesystemService:
     def _scope(self, rec: ContainerRecord, rootfs: Path) -> RootScope:
         mounts = [Mount(m.destination, Path(m.source), m.rw) for m in rec.mounts
                   if m.type in ("volume", "bind") and m.source]
+        if self._networks is not None:  # what the container sees there, not the empty mount target
+            taken = {m.destination for m in mounts}
+            mounts += [Mount(dest, Path(src), True) for dest, src in self._networks.config_files(rec.id).items()
+                       if dest not in taken]
         return RootScope(rootfs, mounts)
 
     def _ids(self, cid: str) -> IdShift:

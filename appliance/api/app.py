@@ -13,7 +13,7 @@ from ..errors import ApplianceError, InvalidParameter
 from .errors import error_body, status_and_message
 from .routes import archive as archive_routes
 from .routes import cluster, containers, execs, images, networks, stats, system, volumes
-from .version import check_version, split_version
+from .version import API_VERSION, ENGINE_VERSION, check_version, split_version
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,14 @@ def create_app(engine) -> _VersionPrefix:
     if getattr(engine, "networks", None) is not None:
         app.register_blueprint(networks.blueprint(engine))
 
+    @app.after_request
+    async def _server_headers(response):
+        # dockerd sends these on every response, not only /_ping; clients read them anywhere.
+        response.headers.setdefault("Api-Version", API_VERSION)
+        response.headers.setdefault("Ostype", "linux")
+        response.headers.setdefault("Server", f"Docker/{ENGINE_VERSION} (linux)")
+        return response
+
     @app.errorhandler(ApplianceError)
     async def _appliance_error(exc: ApplianceError):
         status, message = status_and_message(exc)
@@ -66,7 +74,7 @@ def create_app(engine) -> _VersionPrefix:
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException):
-        if exc.code == 404:
+        if exc.code in (404, 405):  # dockerd's router answers an unknown method like an unknown path
             return _json_error(404, "page not found")
         return _json_error(exc.code or 500, exc.description or exc.name)
 

@@ -170,6 +170,7 @@ class Front:
         self._config.read_timeout = None
         self._config.graceful_timeout = 1
         self._config.accesslog = None
+        self._config.include_server_header = False  # the app names itself as dockerd does
         self._app = wrap_app(asgi_app, self._config.wsgi_max_body_size, "asgi")
         self._hijack = hijack
         self._state: dict = {}

@@ -109,3 +109,13 @@ def test_attach_to_a_missing_container_is_a_json_404_before_any_upgrade(node):
     status, headers, raw = request(node.docker_host, "POST", "/v1.50/containers/missing/attach?stream=1",
                                    headers={"Connection": "Upgrade", "Upgrade": "tcp"})
     _assert_docker_error(status, headers, raw, 404, "No such container: missing")
+
+
+def test_unknown_method_is_a_json_404_and_every_answer_names_the_api(node):
+    status, headers, raw = request(node.docker_host, "PUT", "/v1.50/info")
+    _assert_docker_error(status, headers, raw, 404, "page not found")
+    status, headers, _ = request(node.docker_host, "GET", "/v1.50/containers/json")
+    assert status == 200 and headers["api-version"] == "1.50" and headers["ostype"] == "linux"
+    status, headers, raw = request(node.docker_host, "POST", "/v1.50/containers/create",
+                                   body=b'{"Image": "busybox"}', headers={"Content-Type": "text/plain"})
+    _assert_docker_error(status, headers, raw, 400, "unsupported Content-Type header (text/plain)")

@@ -27,7 +27,12 @@ def integer(name: str, default: int | None = None) -> int | None:
 async def body_json(allow_empty: bool = True) -> dict:
     from ..jsonfields import parse_json
 
-    return parse_json(await request.get_data(), allow_empty=allow_empty)
+    raw = await request.get_data()
+    content_type = request.headers.get("Content-Type", "")
+    if raw.strip() and content_type and content_type.split(";")[0].strip() != "application/json":
+        # dockerd's CheckForJSON; a body without any Content-Type is read as JSON, as it does
+        raise InvalidParameter(f"unsupported Content-Type header ({content_type}): must be 'application/json'")
+    return parse_json(raw, allow_empty=allow_empty)
 
 
 def api_version() -> str:

@@ -215,10 +215,14 @@ class ContainerService:
         return fresh
 
     async def _end_run(self, cid: str) -> None:
-        """Undo one run: the runtime's bundle and mounts, then the network sandbox (idempotent)."""
-        await self._runtime.cleanup(cid)
-        if self._networks is not None:
-            await self._networks.detach_container(cid)
+        """Undo one run: the runtime's bundle and mounts, and the network sandbox (idempotent).
+        The two are independent, and both sit on `docker run --rm`'s critical path: in parallel."""
+        if self._networks is None:
+            await self._runtime.cleanup(cid)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._runtime.cleanup, cid)
+            nursery.start_soon(self._networks.detach_container, cid)
 
     def _spawn_supervisor(self, cid: str, conmon_pid: int) -> None:
         assert self._nursery is not None, "ContainerService.run() owns the supervisors"

@@ -30,6 +30,7 @@ from ..images.layers import LayerStore
 from ..store import Store
 from ..store.records import ImageRecord
 from .events import EventLog
+from .filters import has_label
 from .filesystem.commit import EMPTY_LAYER_DIFF_ID
 from .filesystem.commit import child_config as child_image_config
 
@@ -179,9 +180,9 @@ class ImageService:
             if until is not None and not created <= until:
                 continue
             labels = (cfg.config or {}).get("Labels") or {}
-            if filters.get("label") and not all(_label_has(labels, f) for f in filters["label"]):
+            if filters.get("label") and not all(has_label(labels, f) for f in filters["label"]):
                 continue
-            if filters.get("label!") and any(_label_has(labels, f) for f in filters["label!"]):
+            if filters.get("label!") and any(has_label(labels, f) for f in filters["label!"]):
                 continue
             tags = self.tags_of(rec.id)
             if filters.get("reference"):
@@ -323,9 +324,9 @@ class ImageService:
                 labels = (cfg.config or {}).get("Labels") or {}
                 if until is not None and (cfg.created_ns or 0) > until:
                     continue
-                if not all(_label_has(labels, f) for f in filters.get("label", [])):
+                if not all(has_label(labels, f) for f in filters.get("label", [])):
                     continue
-                if any(_label_has(labels, f) for f in filters.get("label!", [])):
+                if any(has_label(labels, f) for f in filters.get("label!", [])):
                     continue
                 keys = self._tag_keys(rec.id)
                 if keys and dangling_only:
@@ -549,11 +550,6 @@ def _bool_filter(filters: dict[str, list[str]], key: str, default: bool | None) 
     if value not in ("true", "false", "1", "0"):
         raise InvalidParameter(f"invalid filter '{key}={filters[key][-1]}'")
     return value in ("true", "1")
-
-
-def _label_has(labels: dict, item: str) -> bool:
-    key, eq, value = item.partition("=")
-    return key in labels and (not eq or labels[key] == value)
 
 
 def _familiar_match(pattern: str, tag: str) -> bool:

@@ -56,6 +56,7 @@ from ..store.records import (
     SandboxRecord,
 )
 from .events import EventLog
+from .filters import labels_match, value_matches
 from .naming import new_id
 
 log = logging.getLogger(__name__)
@@ -352,15 +353,15 @@ class NetworkService:
         for net in nets:
             if "driver" in filters and net.driver not in filters["driver"]:
                 continue
-            if "id" in filters and not any(_match(p, net.id) for p in filters["id"]):
+            if "id" in filters and not any(value_matches(p, net.id) for p in filters["id"]):
                 continue
-            if "name" in filters and not any(_match(p, net.name) for p in filters["name"]):
+            if "name" in filters and not any(value_matches(p, net.name) for p in filters["name"]):
                 continue
             if "scope" in filters and "local" not in filters["scope"]:
                 continue
             if "type" in filters and ("builtin" if net.builtin else "custom") not in filters["type"]:
                 continue
-            if not _labels_match(net.labels, filters):
+            if not labels_match(net.labels, filters):
                 continue
             if dangling is not None and dangling == (net.id in used or net.builtin):
                 continue
@@ -477,7 +478,7 @@ class NetworkService:
         removed = []
         for view in self.list():
             net = view.record
-            if net.builtin or not _labels_match(net.labels, filters):
+            if net.builtin or not labels_match(net.labels, filters):
                 continue
             if until is not None and net.created >= until:
                 continue
@@ -1019,27 +1020,6 @@ def _int_option(options: Mapping[str, str], key: str, default: int, lo: int, hi:
     if not lo <= value <= hi:
         raise InvalidParameter(f"invalid {key} value: {value} (must be {lo}-{hi})")
     return value
-
-
-def _match(pattern: str, value: str) -> bool:
-    if pattern == value:
-        return True
-    try:
-        return re.search(pattern, value) is not None
-    except re.error:
-        return False
-
-
-def _labels_match(labels: Mapping[str, str], filters: Mapping[str, Sequence[str]]) -> bool:
-    for item in filters.get("label", []):
-        key, eq, value = item.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    for item in filters.get("label!", []):
-        key, eq, value = item.partition("=")
-        if key in labels and (not eq or labels[key] == value):
-            return False
-    return True
 
 
 def _parse_until(value: str) -> int:

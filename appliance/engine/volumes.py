@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import stat
 import time
@@ -21,6 +20,7 @@ from ..errors import Conflict, InvalidParameter, NotFound
 from ..store import Store
 from ..store.records import VolumeRecord
 from .events import EventLog
+from .filters import labels_match, value_matches
 from .naming import check_volume_name, new_id
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
@@ -97,11 +97,11 @@ class VolumeService:
             dangling = _parse_bool(filters["dangling"], "dangling")
         out = []
         for rec in sorted(self.list(), key=lambda r: r.name):
-            if filters.get("name") and not any(_name_match(n, rec.name) for n in filters["name"]):
+            if filters.get("name") and not any(value_matches(n, rec.name) for n in filters["name"]):
                 continue
             if filters.get("driver") and rec.driver not in filters["driver"]:
                 continue
-            if not _labels_match(self.labels(rec), filters):
+            if not labels_match(self.labels(rec), filters):
                 continue
             if dangling is not None and dangling == bool(self.users(rec.name)):
                 continue
@@ -128,7 +128,7 @@ class VolumeService:
             filters.setdefault("label", []).append(ANONYMOUS_LABEL)
         removed, reclaimed = [], 0
         for rec in sorted(self.list(), key=lambda r: r.name):
-            if rec.options or not _labels_match(self.labels(rec), filters) or self.users(rec.name):
+            if rec.options or not labels_match(self.labels(rec), filters) or self.users(rec.name):
                 continue
             size = _du(Path(rec.mountpoint))
             self.remove(rec.name)
@@ -176,28 +176,6 @@ def _parse_bool(values: list[str], key: str) -> bool:
     if value in ("0", "f", "false"):
         return False
     raise InvalidParameter(f"invalid filter '{key}={values[-1]}'")
-
-
-def _name_match(pattern: str, name: str) -> bool:
-    """filters.Args.Match: an exact value, else an unanchored regexp search."""
-    if pattern == name:
-        return True
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return False
-
-
-def _labels_match(labels: dict[str, str], filters: dict[str, list[str]]) -> bool:
-    for item in filters.get("label", []):
-        key, eq, value = item.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    for item in filters.get("label!", []):
-        key, eq, value = item.partition("=")
-        if key in labels and (not eq or labels[key] == value):
-            return False
-    return True
 
 
 def _du(path: Path) -> int:

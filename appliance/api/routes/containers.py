@@ -7,6 +7,7 @@ import re
 
 from quart import Blueprint, Response, request
 
+from ...engine.filters import labels_match
 from ...engine.logs import LogOptions, read_logs
 from ...errors import InvalidParameter
 from ...runtime.timestamps import format_rfc3339nano
@@ -128,7 +129,7 @@ def blueprint(engine) -> Blueprint:
         def keep(rec) -> bool:
             if until is not None and rec.created > until:
                 return True
-            return not _labels_match(rec.config.labels, filters.get("label", []), filters.get("label!", []))
+            return not labels_match(rec.config.labels, filters)
 
         removed = await containers.prune(keep)
         return _json({"ContainersDeleted": removed or None, "SpaceReclaimed": 0})
@@ -186,14 +187,6 @@ def _tail(value: str) -> int:
     return max(n, 0) if n >= 0 else None  # negative means all, as dockerd treats it
 
 
-def _labels_match(labels: dict[str, str], wanted: list[str], unwanted: list[str] = ()) -> bool:
-    def has(item: str) -> bool:
-        key, eq, value = item.partition("=")
-        return key in labels and (not eq or labels[key] == value)
-
-    return all(has(w) for w in wanted) and not any(has(u) for u in unwanted)
-
-
 def _matches(engine, rec, filters: dict[str, list[str]]) -> bool:
     for status in filters.get("status", []):
         if status not in _STATUSES:
@@ -211,7 +204,7 @@ def _matches(engine, rec, filters: dict[str, list[str]]) -> bool:
         return False
     if filters.get("id") and not any(rec.id.startswith(i) for i in filters["id"]):
         return False
-    if filters.get("label") and not _labels_match(rec.config.labels, filters["label"]):
+    if filters.get("label") and not labels_match(rec.config.labels, {"label": filters["label"]}):
         return False
     if filters.get("exited"):
         codes = set()

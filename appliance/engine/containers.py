@@ -472,6 +472,7 @@ class ContainerService:
                          user=config.user or icfg.get("User") or "",
                          labels={**(icfg.get("Labels") or {}), **config.labels},
                          stop_signal=config.stop_signal or icfg.get("StopSignal") or "",
+                         exposed_ports=sorted({*config.exposed_ports, *(icfg.get("ExposedPorts") or {})}),
                          healthcheck=healthcheck)
         if host.memory > 0 and host.memory_swap == 0:
             host = replace(host, memory_swap=2 * host.memory)  # dockerd: swap as large as memory

@@ -75,3 +75,55 @@ def test_published_port_is_reachable_on_the_node_and_a_taken_port_is_refused(nod
         leftover = node.out("ps", "-aq", "--filter", "status=created")
         if leftover:
             node.docker("rm", "-f", *leftover.split())
+
+
+def test_connect_and_disconnect_a_running_container(node):
+    node.docker("network", "create", "--subnet", "10.232.0.0/24", "side")
+    node.docker("run", "-d", "--name", "hub", "--hostname", "hub", "busybox", "sh", "-c", HTTPD)
+    try:
+        node.docker("network", "connect", "--ip", "10.232.0.50", "--alias", "center", "side", "hub")
+        assert _ip(node, "hub", "side") == "10.232.0.50"
+        links = node.out("exec", "hub", "sh", "-c", "ip -o -4 addr | awk '{print $2, $4}'")
+        assert "10.232.0.50/24" in links
+        out = node.out("run", "--rm", "--network", "side", "busybox", "nslookup", "center")
+        assert "10.232.0.50" in out
+        assert node.out("run", "--rm", "--network", "side", "busybox", "wget", "-qO-", "http://10.232.0.50/") \
+            == "hello-from-hub"
+        taken = node.docker("run", "--rm", "--network", "side", "--ip", "10.232.0.50", "busybox", "true",
+                            check=False)
+        assert taken.returncode != 0 and b"Address already in use" in taken.stderr  # dockerd's words
+        node.docker("network", "disconnect", "side", "hub")
+        assert "side" not in json.loads(node.out("inspect", "hub"))[0]["NetworkSettings"]["Networks"]
+        assert "10.232.0.50" not in node.out("exec", "hub", "ip", "-o", "-4", "addr")
+        missing = node.docker("network", "connect", "nosuchnet", "hub", check=False)
+        assert missing.returncode != 0 and b"nosuchnet" in missing.stderr
+    finally:
+        node.docker("rm", "-f", "hub")
+        node.docker("network", "rm", "side", check=False)
+
+
+def test_internal_network_has_no_way_out_and_bad_subnets_are_refused(node):
+    node.docker("network", "create", "--internal", "--subnet", "10.233.0.0/24", "inner")
+    try:
+        out = node.out("run", "--rm", "--network", "inner", "busybox", "ip", "route")
+        assert "default" not in out  # no gateway route out of an internal network
+        bad = node.docker("network", "create", "--subnet", "10.233.0.0/25", "overlap", check=False)
+        assert bad.returncode != 0 and b"overlap" in bad.stderr.lower()
+        bad = node.docker("network", "create", "--subnet", "10.300.0.0/24", "broken", check=False)
+        assert bad.returncode != 0
+        assert "broken" not in node.out("network", "ls", "--format", "{{.Name}}").split()
+    finally:
+        node.docker("network", "rm", "inner")
+
+
+def test_publish_all_uses_the_images_exposed_ports(node, busybox_tar):
+    node.docker("import", "--change", "EXPOSE 80", str(busybox_tar), "webimg:1")
+    node.docker("run", "-d", "--name", "allpub", "--hostname", "allpub", "-P", "webimg:1", "sh", "-c", HTTPD)
+    try:
+        mapping = node.out("port", "allpub", "80/tcp").splitlines()[0]
+        port = mapping.rsplit(":", 1)[1]
+        res = _in_node_netns(node, "/bin/busybox", "wget", "-qO-", f"http://127.0.0.1:{port}/")
+        assert res.stdout.decode().strip() == "hello-from-allpub", res.stderr
+    finally:
+        node.docker("rm", "-f", "allpub")
+        node.docker("rmi", "webimg:1")

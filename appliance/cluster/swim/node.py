@@ -256,6 +256,10 @@ class Node:
         self._timer_seq = 0
         self._timers: list[tuple[float, int, int, object]] = []
         self._probe: _Probe | None = None
+        #: A probe tick came while a probe was still running. memberlist's probe ticker
+        #: keeps firing every ProbeInterval and the channel holds that tick, so the next
+        #: probe starts as soon as the running one returns (state.go schedule/probeNode).
+        self._probe_tick_pending = False
         self._acks: dict[int, _Probe | _Relay] = {}
         self._streams: dict[int, _Stream] = {}
         self._intents: dict[str, int] = {}
@@ -487,7 +491,11 @@ class Node:
         cfg = self.config
         if kind == _PROBE_TICK:
             self._at(now + cfg.probe_interval, _PROBE_TICK)
-            if self._probe is None and self._leave_phase < 3:
+            if self._probe is not None:
+                # Don't lose the tick (memberlist: the ticker fires regardless, the probe
+                # goroutine picks it up when probeNode returns); further ones are dropped.
+                self._probe_tick_pending = True
+            elif self._leave_phase < 3:
                 self._start_probe(now, out)
         elif kind == _GOSSIP_TICK:
             self._at(now + cfg.gossip_interval, _GOSSIP_TICK)
@@ -551,6 +559,13 @@ class Node:
         self._at(now + cfg.probe_timeout, _PROBE_INDIRECT, seq)
         self._at(probe.deadline, _PROBE_END, seq)
 
+    def _probe_done(self, now: float, out: list[Action]) -> None:
+        """The running probe has returned: take a tick that came meanwhile."""
+        if self._probe_tick_pending:
+            self._probe_tick_pending = False
+            if self._leave_phase < 3:
+                self._start_probe(now, out)
+
     def _probe_indirect(self, now: float, seq: int, out: list[Action]) -> None:
         probe = self._probe
         if probe is None or probe.seq != seq or probe.acked:
@@ -587,18 +602,20 @@ class Node:
         if probe.tcp_token is not None:
             self._streams.pop(probe.tcp_token, None)
         if probe.acked:
-            return
-        if probe.tcp_ok:
+            pass
+        elif probe.tcp_ok:
             log.debug("%s: reached %s over TCP but not UDP", self.name, probe.target)
             self.awareness.apply_delta(-1)
-            return
-        # Lifeguard: missing nacks mean *we* may be the problem.
-        if probe.expected_nacks > 0:
-            self.awareness.apply_delta(max(probe.expected_nacks - probe.nacks, 0))
         else:
-            self.awareness.apply_delta(1)
-        self.stats.probes_failed += 1
-        self._apply(now, self.table.apply_suspect(Suspect(probe.incarnation, probe.target, self.name), now), out)
+            # Lifeguard: missing nacks mean *we* may be the problem.
+            if probe.expected_nacks > 0:
+                self.awareness.apply_delta(max(probe.expected_nacks - probe.nacks, 0))
+            else:
+                self.awareness.apply_delta(1)
+            self.stats.probes_failed += 1
+            self._apply(now, self.table.apply_suspect(Suspect(probe.incarnation, probe.target, self.name), now), out)
+        # The tick due at this very deadline has already fired (it was scheduled first).
+        self._probe_done(now, out)
 
     def _on_ping(self, now: float, src: Addr, ping: Ping, out: list[Action]) -> None:
         if ping.node and ping.node != self.name:
@@ -620,6 +637,7 @@ class Node:
                 # Done: the probe needs no more timers (theirs are ignored when they fire).
                 self._probe = None
                 del self._acks[ack.seq_no]
+                self._probe_done(now, out)
         else:
             del self._acks[ack.seq_no]
             node = self.table.get(handler.requester_node) if handler.requester_node else None

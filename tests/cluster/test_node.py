@@ -134,6 +134,18 @@ def test_unanswered_probe_timeline() -> None:
     assert h.changes(target)[-1] == (t0 + 25.0, State.SUSPECT, State.DEAD)
 
 
+def test_failed_probe_keeps_the_ticker_pace() -> None:
+    # memberlist: the probe ticker fires every ProbeInterval whatever the probe did; a tick
+    # that comes while probeNode still waits (up to the awareness-scaled interval) is taken
+    # as soon as it returns, so a failed probe costs no extra tick.
+    h = Harness()
+    t0, _target, _ping = first_probe(h, until=1.0)
+    h.run_until(t0 + 4.0)
+    starts = [t for t, _d, p in h.sent(Ping) if p.source_node == h.node.name]
+    # t0 fails at t0 + 1 (score 2: 3 s interval), the next starts then and fails at t0 + 4.
+    assert starts == [t0, t0 + 1.0, t0 + 4.0]
+
+
 def test_confirmations_shorten_the_suspicion() -> None:
     h = Harness()
     t0, target, _ping = first_probe(h, until=1.0)

@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from appliance.runtime.mountns import release_pinned_namespace
+from tests.support.agent import AgentError, AgentProcess  # noqa: F401  (AgentError: used by tests)
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_IP = "192.0.2.1"
@@ -49,66 +48,26 @@ def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
     return done
 
 
-class AgentError(Exception):
-    def __init__(self, type_: str, message: str, tb: str):
-        super().__init__(f"{type_}: {message}\n--- in the agent ---\n{tb}")
-        self.type, self.message = type_, message
-
-
-class Agent:
+class Agent(AgentProcess):
     """Client of one net_agent process in the node namespace."""
+
+    name = "network agent"
 
     def __init__(self, node_ns: str, data: Path, options: dict):
         self.node_ns, self.data, self.options = node_ns, data, options
-        self.proc = subprocess.Popen(
+        super().__init__(subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{node_ns}", sys.executable, "-m", "tests.network.net_agent",
              str(data), json.dumps(options)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
-        self._buf = b""
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)}))
         self.pid = self._reply(30)["pid"]
 
-    def _reply(self, timeout: float):
-        deadline = time.monotonic() + timeout
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        try:
-            while b"\n" not in self._buf:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    raise TimeoutError("network agent did not answer in time")
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    raise EOFError(f"network agent exited (rc={self.proc.wait()})")
-                self._buf += chunk
-        finally:
-            sel.close()
-        line, self._buf = self._buf.split(b"\n", 1)
-        reply = json.loads(line)
-        if not reply["ok"]:
-            raise AgentError(reply["type"], reply["message"], reply["traceback"])
-        return reply["value"]
-
     def __call__(self, method: str, timeout: float = 30, **args):
-        self.proc.stdin.write(json.dumps({"method": method, "args": args}).encode() + b"\n")
-        self.proc.stdin.flush()
+        self._send({"method": method, "args": args})
         return self._reply(timeout)
 
     def netns(self, cid: str) -> str:
         """A path that reaches the container's pinned namespace from this (the test's) mount namespace."""
         return f"/proc/{self.pid}/root{self.data}/netns/{cid}"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
 
 class Topology:

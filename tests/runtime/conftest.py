@@ -5,9 +5,7 @@ cgroups, conmon processes, and the pinned namespace."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
@@ -21,6 +19,7 @@ import pytest
 from appliance.runtime import cgroups
 from appliance.runtime.mountinfo import read_mountinfo
 from appliance.runtime.mountns import pinned_namespace_exists, release_pinned_namespace
+from tests.support.agent import AgentError, AgentProcess  # noqa: F401  (AgentError: used by tests)
 from tests.support.busybox import build_rootfs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,61 +41,20 @@ def _integration_unavailable() -> str | None:
     return None
 
 
-class AgentError(Exception):
-    def __init__(self, type_: str, message: str, tb: str):
-        super().__init__(f"{type_}: {message}\n--- in the agent ---\n{tb}")
-        self.type = type_
-        self.message = message
-
-
-class Agent:
+class Agent(AgentProcess):
     """Client of one ns_agent process."""
 
+    name = "runtime agent"
+
     def __init__(self, state_dir: Path, lower: Path, cgroup_parent: str):
-        self.proc = subprocess.Popen(
+        super().__init__(subprocess.Popen(
             [sys.executable, "-m", "tests.runtime.ns_agent", str(state_dir), str(lower), cgroup_parent],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
-        self._buf = b""
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)}))
         assert self._reply(30) == "ready"
 
-    def _reply(self, timeout: float):
-        deadline = time.monotonic() + timeout
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        try:
-            while b"\n" not in self._buf:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    raise TimeoutError("runtime agent did not answer in time")
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    raise EOFError(f"runtime agent exited (rc={self.proc.wait()})")
-                self._buf += chunk
-        finally:
-            sel.close()
-        line, self._buf = self._buf.split(b"\n", 1)
-        reply = json.loads(line)
-        if not reply["ok"]:
-            raise AgentError(reply["type"], reply["message"], reply["traceback"])
-        return reply["value"]
-
     def __call__(self, method: str, timeout: float = 30, **args):
-        self.proc.stdin.write(json.dumps({"method": method, "args": args, "timeout": timeout}).encode() + b"\n")
-        self.proc.stdin.flush()
+        self._send({"method": method, "args": args, "timeout": timeout})
         return self._reply(timeout + 5)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
 
 def tree_fingerprint(root: Path) -> str:

@@ -43,7 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from appliance.cluster.members_cli import fetch  # noqa: E402
-from tests.support.node import Node, destroy_node, node_data_root, start_node  # noqa: E402
+from tests.support.node import (  # noqa: E402
+    Node, delete_netns, destroy_node, ensure_netns, node_data_root, start_node,
+)
 
 SERF = shutil.which("serf") or "/usr/bin/serf"
 
@@ -135,12 +137,14 @@ class SerfMember:
 
 
 class ApplianceMember:
-    def __init__(self, name: str, stack: contextlib.ExitStack, seed: str | None) -> None:
+    def __init__(self, name: str, stack: contextlib.ExitStack, seed: str | None, netns: str) -> None:
         self.name = name
         self.port = free_port()
         root = stack.enter_context(node_data_root())
-        args = ("--gossip-bind", f"127.0.0.1:{self.port}") + (("--join", seed) if seed else ())
-        self.node: Node = start_node(root, name=name, extra_args=args)
+        args = ("--gossip-bind", f"127.0.0.1:{self.port}", "--bridge", "none") + (("--join", seed) if seed else ())
+        # One network namespace for all appliance nodes: its loopback is their LAN (each test
+        # node would otherwise get a namespace of its own and could not reach the others).
+        self.node: Node = start_node(root, name=name, extra_args=args, netns=netns)
         stack.callback(destroy_node, self.node)
 
     def doc(self) -> dict:
@@ -259,6 +263,8 @@ def summary(values: list[float]) -> str:
 def run(n: int, rounds: int, interval: float) -> dict:
     results = {kind: {"first_failed": [], "all_failed": [], "join": []} for kind in ("appliance", "serf")}
     with contextlib.ExitStack() as stack, node_data_root() as scratch:
+        netns = ensure_netns(f"appl-gb{os.getpid()}")
+        stack.callback(delete_netns, netns)
         counter = {"appliance": 0, "serf": 0}
 
         def new_serf() -> SerfMember:
@@ -269,7 +275,7 @@ def run(n: int, rounds: int, interval: float) -> dict:
 
         def new_app(seed: str | None) -> ApplianceMember:
             counter["appliance"] += 1
-            return ApplianceMember(f"app{counter['appliance']}", stack, seed)
+            return ApplianceMember(f"app{counter['appliance']}", stack, seed, netns)
 
         print(f"starting {n} appliance nodes and {n} serf agents on loopback ...", flush=True)
         serfs = [new_serf() for _ in range(n)]

@@ -161,6 +161,8 @@ def destroy_node(node: Node) -> None:
         except ProcessLookupError:
             pass
     release_node_leftovers(node.data_root, node.name)
+    if node.netns == netns_name(node.data_root):  # its own namespace, not one a test shares
+        delete_netns(node.netns)
 
 
 def netns_name(data_root: Path) -> str:

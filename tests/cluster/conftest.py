@@ -8,14 +8,15 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow_sim: big simulations; run with SWIM_SLOW=1 (bench/gossip_sim.py has them)")
+    config.addinivalue_line("markers", "slow_sim: the 500-node simulation (~11 s); SWIM_FAST=1 skips it locally")
     config.addinivalue_line("markers", "serf: needs the stock serf binary at /usr/bin/serf; loopback only")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("SWIM_SLOW"):
+    # The issue asks for 5, 50 and 500 nodes: CI runs all three; a developer may skip the big one.
+    if not os.environ.get("SWIM_FAST"):
         return
-    skip = pytest.mark.skip(reason="big simulation: set SWIM_SLOW=1 or run bench/gossip_sim.py")
+    skip = pytest.mark.skip(reason="SWIM_FAST=1: the 500-node simulation is skipped")
     for item in items:
         if "slow_sim" in item.keywords:
             item.add_marker(skip)

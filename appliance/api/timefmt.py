@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+from ..runtime.timestamps import format_rfc3339nano
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def rfc3339(ns: int) -> str:
-    if not ns:
-        return ZERO_TIME
-    secs, frac = divmod(ns, 1_000_000_000)
-    base = dt.datetime.fromtimestamp(secs, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac:09d}".rstrip("0").rstrip(".") + "Z"
+    """Go's RFC3339Nano in UTC, and dockerd's zero time for 'never'."""
+    return format_rfc3339nano(ns) if ns else ZERO_TIME
 
 
 def parse_unix(value: str) -> int | None:

@@ -38,15 +38,16 @@ if str(REPO) not in sys.path:
 from bench.run_latency import (
     MemoryFigures,
     Summary,
+    _LABEL,
     _docker,
     _environment,
+    _mem,
+    _row,
+    busybox_node,
     measure_memory,
     summarize,
     time_command,
-    vm_rss_kib,
 )
-from tests.support.busybox import build_rootfs, rootfs_tar_bytes
-from tests.support.node import destroy_node, node_data_root, start_node
 
 TARGET_RATIO = 3.0
 TARGET_PER_CONTAINER_MIB = 2.0
@@ -93,15 +94,6 @@ def _child(crun_root: str, cid: str, runs: int, warmup: int) -> list[float]:
 
 # ---- report ----------------------------------------------------------------------------------
 
-_LABEL = 58
-
-
-def _row(label: str, s: Summary) -> str:
-    return f"  {label:<{_LABEL}}{s.median_ms:8.1f} {s.p90_ms:8.1f} {s.min_ms:8.1f} {s.max_ms:8.1f} {s.n:4d}"
-
-
-def _mem(label: str, kib: float, note: str = "") -> str:
-    return f"  {label:<{_LABEL}}{kib / 1024:8.2f}" + (f"   {note}" if note else "")
 
 
 def report(exec_: Summary, cli: Summary, bare: Summary, mem: MemoryFigures) -> str:
@@ -148,27 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = max(args.runs, 20)
 
-    with node_data_root() as work:  # o+x all the way down, as user-namespaced containers need
-        node = None
-        try:
-            tar = work / "busybox.tar"
-            tar.write_bytes(rootfs_tar_bytes(build_rootfs(work / "rootfs")))
-            node = start_node(work / "node", name=f"bench{os.getpid()}")
-            _docker(node, "import", str(tar), "busybox")
-            idle_fresh = vm_rss_kib(node.proc.pid)
-            cid = _docker(node, "run", "-d", "--name", "exec-target", "busybox", "sleep", "3600")
+    with busybox_node() as (node, idle_fresh):
+        cid = _docker(node, "run", "-d", "--name", "exec-target", "busybox", "sleep", "3600")
 
-            print(f"timing {runs} x `docker exec CID true` and {runs} x bare `crun exec` "
-                  f"after {args.warmup} warm-ups each ...", flush=True)
-            exec_ = summarize(time_command(node, ["exec", cid, "true"], runs, args.warmup))
-            cli = summarize(time_command(node, ["version"], runs, args.warmup))
-            bare = summarize(measure_bare_crun_exec(node.data_root / "run" / "crun", cid, runs, args.warmup))
-            _docker(node, "rm", "-f", cid)  # the memory figures count every conmon of the node
-            print(f"starting {args.containers} x `sleep 300` for the memory figures ...", flush=True)
-            mem = measure_memory(node, args.containers, idle_fresh)
-        finally:
-            if node is not None:
-                destroy_node(node)
+        print(f"timing {runs} x `docker exec CID true` and {runs} x bare `crun exec` "
+              f"after {args.warmup} warm-ups each ...", flush=True)
+        exec_ = summarize(time_command(node, ["exec", cid, "true"], runs, args.warmup))
+        cli = summarize(time_command(node, ["version"], runs, args.warmup))
+        bare = summarize(measure_bare_crun_exec(node.data_root / "run" / "crun", cid, runs, args.warmup))
+        _docker(node, "rm", "-f", cid)  # the memory figures count every conmon of the node
+        print(f"starting {args.containers} x `sleep 300` for the memory figures ...", flush=True)
+        mem = measure_memory(node, args.containers, idle_fresh)
     print()
     print(_environment())
     print(report(exec_, cli, bare, mem))

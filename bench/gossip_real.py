@@ -46,22 +46,9 @@ from appliance.cluster.members_cli import fetch  # noqa: E402
 from tests.support.node import (  # noqa: E402
     Node, delete_netns, destroy_node, ensure_netns, node_data_root, start_node,
 )
+from tests.support.ports import free_port  # noqa: E402
 
 SERF = shutil.which("serf") or "/usr/bin/serf"
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port")
 
 
 class SerfRPC:

@@ -13,6 +13,7 @@ deletes the directory. Needs root, crun, conmon and the docker CLI (APPLIANCE_TE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -198,6 +199,20 @@ def report(run: Summary, cli: Summary, lifecycle: Summary, bare: Summary, mem: M
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def busybox_node():
+    """A real node with busybox imported, and its VmRSS (KiB) right after: removed afterwards."""
+    with node_data_root() as work:  # o+x all the way down, as user-namespaced containers need
+        tar = work / "busybox.tar"
+        tar.write_bytes(rootfs_tar_bytes(build_rootfs(work / "rootfs")))
+        node = start_node(work / "node", name=f"bench{os.getpid()}")
+        try:
+            _docker(node, "import", str(tar), "busybox")
+            yield node, vm_rss_kib(node.proc.pid)
+        finally:
+            destroy_node(node)
+
+
 def _environment() -> str:
     crun = subprocess.run(["crun", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
     conmon = subprocess.run(["conmon", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
@@ -215,26 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = max(args.runs, 20)
 
-    with node_data_root() as work:  # o+x all the way down, as user-namespaced containers need
-        node = None
-        try:
-            tar = work / "busybox.tar"
-            tar.write_bytes(rootfs_tar_bytes(build_rootfs(work / "rootfs")))
-            node = start_node(work / "node", name=f"bench{os.getpid()}")
-            _docker(node, "import", str(tar), "busybox")
-            idle_fresh = vm_rss_kib(node.proc.pid)
-
-            print(f"timing {runs} x `docker run --rm busybox true` after {args.warmup} warm-ups ...", flush=True)
-            run = summarize(time_command(node, ["run", "--rm", "busybox", "true"], runs, args.warmup))
-            cli = summarize(time_command(node, ["version"], runs, args.warmup))
-            print(f"timing {runs} x Runtime lifecycle and bare crun lifecycle ...", flush=True)
-            lifecycle = summarize(measure_runtime_lifecycle(runs))
-            bare = summarize(measure_bare_crun(runs))
-            print(f"starting {args.containers} x `sleep 300` for the memory figures ...", flush=True)
-            mem = measure_memory(node, args.containers, idle_fresh)
-        finally:
-            if node is not None:
-                destroy_node(node)
+    with busybox_node() as (node, idle_fresh):
+        print(f"timing {runs} x `docker run --rm busybox true` after {args.warmup} warm-ups ...", flush=True)
+        run = summarize(time_command(node, ["run", "--rm", "busybox", "true"], runs, args.warmup))
+        cli = summarize(time_command(node, ["version"], runs, args.warmup))
+        print(f"timing {runs} x Runtime lifecycle and bare crun lifecycle ...", flush=True)
+        lifecycle = summarize(measure_runtime_lifecycle(runs))
+        bare = summarize(measure_bare_crun(runs))
+        print(f"starting {args.containers} x `sleep 300` for the memory figures ...", flush=True)
+        mem = measure_memory(node, args.containers, idle_fresh)
     print()
     print(_environment())
     print(report(run, cli, lifecycle, bare, mem))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import random
-import socket
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -16,6 +15,7 @@ import trio.testing
 
 from appliance.cluster.agent import AgentConfig, ClusterAgent, join_backoff
 from appliance.cluster.capacity import HostLoad
+from tests.support.ports import free_port
 
 GiB = 1 << 30
 
@@ -54,20 +54,6 @@ async def wait_until(predicate, step: float = 0.01) -> float:  # noqa: ANN001
         while not predicate():
             await trio.sleep(step)
     return trio.current_time()
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port")
 
 
 def run(main) -> None:  # noqa: ANN001

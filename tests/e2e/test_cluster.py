@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import secrets
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from appliance.cluster.members_cli import fetch
 from tests.support.node import (
     DOCKER, REPO, Node, delete_netns, destroy_node, ensure_netns, node_data_root, start_node,
 )
+from tests.support.ports import free_port
 
 SERF = shutil.which("serf") or "/usr/bin/serf"
 
@@ -46,21 +46,6 @@ pytestmark = [
 JOIN_DEADLINE = 15.0
 DETECT_DEADLINE = 25.0
 LEAVE_DEADLINE = 15.0
-
-
-def free_port() -> int:
-    """A loopback port free for both TCP and UDP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port")
 
 
 class SerfAgent:

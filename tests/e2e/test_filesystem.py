@@ -9,7 +9,6 @@ is unmounted again afterwards.
 from __future__ import annotations
 
 import base64
-import http.client
 import io
 import json
 import os
@@ -22,6 +21,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from tests.support.http import UnixConnection
 
 API = "/v1.50"
 SHIFT = 100000
@@ -31,21 +31,10 @@ DIR, SYMLINK = 1 << 31, 1 << 27
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=30)
-        self._path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self._path)
-
-
 def _api(node, method: str, url: str, body: bytes | None = None, **params):
     """One raw request: (status, headers, body)."""
     query = urllib.parse.urlencode(params, doseq=True)
-    conn = _UnixConnection(node.docker_host[len("unix://"):])
+    conn = UnixConnection(node.docker_host[len("unix://"):])
     try:
         conn.request(method, API + url + ("?" + query if query else ""), body=body,
                      headers={"Content-Type": "application/x-tar"} if body is not None else {})
@@ -310,7 +299,7 @@ def test_an_abandoned_download_releases_the_container(node, names):
     cid = node.out("create", "--name", name, "busybox", "sh", "-c", "dd if=/dev/zero of=/big bs=1M count=48 2>/dev/null")
     node.docker("start", "-a", name)
     _wait_unmounted(node, cid)  # the run's own overlay is gone: what follows is the download's
-    conn = _UnixConnection(node.docker_host[len("unix://"):])
+    conn = UnixConnection(node.docker_host[len("unix://"):])
     conn.request("GET", f"{API}/containers/{name}/archive?path=/big")
     resp = conn.getresponse()
     assert resp.status == 200 and len(resp.read(1 << 16)) == 1 << 16

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import io
 import json
-import socket
 import tarfile
 import time
 import urllib.parse
@@ -20,6 +18,7 @@ from datetime import datetime
 
 import docker
 import pytest
+from tests.support.http import UnixConnection
 
 API = "/v1.50"
 
@@ -27,21 +26,10 @@ API = "/v1.50"
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=30)
-        self._path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self._path)
-
-
 def _api(node, method: str, path: str, body: bytes | None = None, **params) -> tuple[int, bytes]:
     """One raw request to the node: (status, body)."""
     query = urllib.parse.urlencode(params, doseq=True)
-    conn = _UnixConnection(node.docker_host[len("unix://"):])
+    conn = UnixConnection(node.docker_host[len("unix://"):])
     try:
         conn.request(method, API + path + ("?" + query if query else ""), body=body,
                      headers={"Content-Type": "application/x-tar"} if body is not None else {})

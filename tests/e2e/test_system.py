@@ -10,33 +10,21 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 
 import pytest
 
 from tests.support.node import DOCKER
+from tests.support.http import UnixConnection
 
 TOO_OLD = ("client version 1.12 is too old. Minimum supported API version is 1.24, "
            "please upgrade your client to a newer version")
 TOO_NEW = "client version 9.99 is too new. Maximum supported API version is 1.50"
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 10):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
 def _request(node, method: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-    conn = _UnixHTTPConnection(node.docker_host.removeprefix("unix://"))
+    conn = UnixConnection(node.docker_host.removeprefix("unix://"), timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()

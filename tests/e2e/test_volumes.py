@@ -6,34 +6,22 @@ under the node's data root; container root is the user-namespace base uid (10000
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import urllib.parse
 
 import docker
 import pytest
+from tests.support.http import UnixConnection
 
 API = "/v1.50"
 ANON = "com.docker.volume.anonymous"
 USERNS_ROOT = 100000
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=30)
-        self._path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self._path)
-
-
 def _api(node, method: str, path: str, body: dict | None = None, **params) -> tuple[int, bytes]:
     query = urllib.parse.urlencode(params)
-    conn = _UnixConnection(node.docker_host[len("unix://"):])
+    conn = UnixConnection(node.docker_host[len("unix://"):])
     try:
         conn.request(method, API + path + ("?" + query if query else ""),
                      body=json.dumps(body).encode() if body is not None else None,

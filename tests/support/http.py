@@ -7,7 +7,7 @@ import json
 import socket
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float = 30):
         super().__init__("localhost", timeout=timeout)
         self._path = path
@@ -22,7 +22,7 @@ class _UnixConnection(http.client.HTTPConnection):
 def request(docker_host: str, method: str, path: str, body: bytes | dict | None = None,
             headers: dict | None = None) -> tuple[int, dict, bytes]:
     assert docker_host.startswith("unix://"), docker_host
-    conn = _UnixConnection(docker_host[len("unix://"):])
+    conn = UnixConnection(docker_host[len("unix://"):])
     if isinstance(body, dict):
         body = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", **(headers or {})}

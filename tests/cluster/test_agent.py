@@ -221,7 +221,10 @@ def test_a_crashed_member_is_suspected_then_failed() -> None:
             assert status_of(a, "c") == "failed"
             assert next(m for m in a.agent.snapshot().members if m.name == "c").last_change == last
             await trio.sleep(101)
-            assert status_of(a, "c") is None and status_of(b, "c") is None
+            assert status_of(a, "c") is None
+            # b counts from when *it* saw c fail; over real loopback sockets under a mock clock a
+            # loaded machine can deliver that news to b some virtual seconds after a.
+            await wait_until(lambda: status_of(b, "c") is None)
             assert a.actions("c")[-1] == "fail"  # reaping is not news
             nursery.cancel_scope.cancel()
 

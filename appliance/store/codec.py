@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgpack
@@ -27,38 +29,53 @@ def to_primitive(obj: Any) -> Any:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _convert(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _decoder(hint: Any) -> Callable[[Any], Any] | None:
+    """How to turn a decoded msgpack value (never None) into `hint`, worked out once per type;
+    None: the value is kept as it is. Reading a record is on every API request's path, so the
+    type introspection happens here and not per value."""
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(hint):
             if arg is not type(None):
-                return _convert(arg, value)
+                return _decoder(arg)  # the first non-None member decides
+        return None
     if dataclasses.is_dataclass(hint):
-        return from_primitive(hint, value)
+        return functools.partial(from_primitive, hint)
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
-        return [_convert(item, v) for v in value]
+        conv = _decoder(item)
+        if conv is None:
+            return list
+        return lambda value: [None if v is None else conv(v) for v in value]
     if origin is tuple:
         args = typing.get_args(hint)
-        item = args[0] if args else Any
-        return tuple(_convert(item, v) for v in value)
+        conv = _decoder(args[0] if args else Any)
+        if conv is None:
+            return tuple
+        return lambda value: tuple(None if v is None else conv(v) for v in value)
     if origin is dict:
         args = typing.get_args(hint)
-        item = args[1] if len(args) == 2 else Any
-        return {k: _convert(item, v) for k, v in value.items()}
-    return value
+        conv = _decoder(args[1] if len(args) == 2 else Any)
+        if conv is None:
+            return dict
+        return lambda value: {k: None if v is None else conv(v) for k, v in value.items()}
+    return None
+
+
+@functools.cache
+def _field_decoders(cls: type) -> dict[str, Callable[[Any], Any] | None]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
 
 def from_primitive(cls: type[T], data: dict[str, Any]) -> T:
-    hints = _hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: _convert(hints[k], v) for k, v in data.items() if k in known})
+    decoders = _field_decoders(cls)
+    kwargs = {}
+    for k, v in data.items():
+        if k in decoders:  # unknown keys (a newer node's fields) are ignored
+            conv = decoders[k]
+            kwargs[k] = v if conv is None or v is None else conv(v)
+    return cls(**kwargs)
 
 
 def pack(obj: Any) -> bytes:

@@ -1,6 +1,6 @@
 """Network setup time per container and TCP throughput, all inside namespaces made for the run.
 
-    sudo python bench/network_setup.py [--n 200] [--seconds 3] [--json]
+    sudo python bench/network_setup.py [--n 200] [--seconds 3] [--json] [--no-throughput]
 
 What it measures (every figure in one run, on this machine):
 
@@ -8,8 +8,12 @@ What it measures (every figure in one run, on this machine):
              - appliance's netlink path (network/wiring.py), per container, N times
              - the iproute2 path of linux-runtime-notes §4 (7 `ip` processes), for comparison
              - NetworkService.attach_container end to end (LMDB lease, wiring, hosts files,
-               DNS entry), without and with one published port (iptables-restore)
-  teardown   detach_container (veth delete, unpin, lease release)
+               DNS entry), without and with one published port (iptables-restore), one at a
+               time with --gap between them (the rest of a container start: the service makes
+               its spare namespaces then), and in a burst (no gap: spares run out)
+             - per step: where an attach's time goes (see STEPS)
+  teardown   detach_container (unpin, DNAT rules, records), and how long after it the kernel
+             has removed the veths and the leases are released (in the background)
   throughput one TCP stream, container -> container across the bridge, beside the same tool
              between two bare namespaces on a veth pair; then a published port from another
              namespace (iptables DNAT) and from the node's loopback (userland proxy)
@@ -91,11 +95,59 @@ def throughput(server_ns: str, client_ns: str, ip: str, port: int, seconds: floa
 # ---- the worker: runs in the node namespace, in a private mount namespace -----------------------
 
 
+#: Steps of an attach (and a detach) timed on their own: (label, object path, attribute). The
+#: bench wraps these callables with a timer and calls through; nothing else changes. Steps in
+#: worker threads overlap: `lease_commit` (+ `iptables_add`) runs beside `prepare`.
+STEPS = (
+    ("lease_plan", "svc", "_plan_leases"),          # read txn + IPAM, event loop
+    ("lease_commit", "svc", "_commit_leases"),      # write txn + fsync, worker thread
+    ("prepare", "svc", "_prepare_sync"),            # worker thread: everything below
+    ("  sandbox", "wiring", "create_sandbox"),      # namespace (a spare's, or new) + veths
+    ("  spare_used", "netns", "move_pinned"),       # n: how many attaches found a spare
+    ("  veth", "wiring", "_plug"),                  # 4 netlink round trips
+    ("  files", "svc", "_write_files"),             # hosts, hostname, resolv.conf
+    ("iptables_add", "firewall", "add_ports"),      # one iptables-restore
+    ("dns_register", "registry", "add"),
+    ("spare_made", "svc", "_make_spare"),           # in the background, between attaches
+    ("detach_release", "svc", "_release_sync"),     # unpin + files dir moved away
+    ("iptables_remove", "firewall", "remove_ports"),
+)
+
+
+def _timed(steps: dict, label: str, owner, name: str) -> None:
+    """Time every call of owner.name under `label` (absent steps are skipped, so this bench
+    also runs against older versions for before/after figures)."""
+    import functools
+    import inspect
+
+    fn = getattr(owner, name, None)
+    if fn is None:
+        return
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return await fn(*a, **k)
+            finally:
+                steps.setdefault(label, []).append(time.perf_counter() - t)
+    else:
+        @functools.wraps(fn)
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                steps.setdefault(label, []).append(time.perf_counter() - t)
+    setattr(owner, name, timed)
+
+
 def worker(args: dict) -> dict:
     import trio
 
     from appliance.engine.events import EventLog
     from appliance.engine.networks import NetworkOptions, NetworkService
+    from appliance.network import netns
     from appliance.network.wiring import Plug, Wiring, bridge_mac, host_ifname
     from appliance.store import open_store
     from appliance.store.records import (
@@ -166,19 +218,54 @@ def worker(args: dict) -> dict:
                 svc.configure_container(rec, svc.plan_endpoints(host.network_mode))  # at create, as in the node
                 return rec
 
-            for label, ports, count in (("attach", False, n), ("attach_with_port", True, min(n, 50))):
-                recs = [record(i, ports) for i in range(count)]
-                times, down = [], []
-                for rec in recs:
-                    t = trio.current_time()
-                    await svc.attach_container(rec)
-                    times.append(trio.current_time() - t)
-                for rec in recs:
-                    t = trio.current_time()
-                    await svc.detach_container(rec.id, forget=True)
-                    down.append(trio.current_time() - t)
-                res[label], res[label.replace("attach", "detach")] = _stats(times), _stats(down)
+            steps: dict[str, list[float]] = {}
+            owners = {"svc": svc, "netns": netns, "wiring": svc._wiring, "firewall": svc._firewall,
+                      "registry": svc._registry}
+            for label, owner, name in STEPS:
+                _timed(steps, label, owners[owner], name)
+            released: dict[str, float] = {}
+            reap = getattr(svc, "_reap", None)
 
+            async def timed_reap(jobs, *a, **k):
+                await reap(jobs, *a, **k)
+                for job in jobs:
+                    released.setdefault(job.cid, time.perf_counter())
+            if reap is not None:
+                svc._reap = timed_reap
+
+            gap = args["gap"]
+            for label, ports, count, pause in (("attach", False, n, gap), ("attach_with_port", True, min(n, 50), gap),
+                                               ("attach_burst", False, min(n, 50), 0.0)):
+                recs = [record(i, ports) for i in range(count)]
+                await trio.sleep(max(gap, 0.2))  # spares made
+                steps.clear()
+                times, down, detached = [], [], {}
+                for rec in recs:
+                    t = time.perf_counter()
+                    await svc.attach_container(rec)
+                    times.append(time.perf_counter() - t)
+                    await trio.sleep(pause)
+                res[label] = _stats(times)
+                res[label + "_steps"] = {k: _stats(v) for k, v in steps.items() if not k.startswith(("detach", "iptables_rem"))}
+                steps.clear()
+                for rec in recs:
+                    t = time.perf_counter()
+                    await svc.detach_container(rec.id, forget=True)
+                    detached[rec.id] = time.perf_counter()
+                    down.append(detached[rec.id] - t)
+                    await trio.sleep(pause)
+                if hasattr(svc, "settle"):
+                    await svc.settle()
+                res[label.replace("attach", "detach")] = _stats(down)
+                res[label.replace("attach", "detach") + "_steps"] = {k: _stats(v) for k, v in steps.items()}
+                if released:
+                    res[label.replace("attach", "released_after_detach")] = _stats(
+                        [released[c] - t for c, t in detached.items() if c in released])
+
+            if args["no_throughput"]:
+                await svc.remove("benchnet")
+                nursery.cancel_scope.cancel()
+                return res
             # throughput: two containers on the bridge, one published port
             c1, c2 = record(900, False), record(901, True)
             s1 = await svc.attach_container(c1)
@@ -223,6 +310,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--gap", type=float, default=0.05,
+                    help="seconds between two attaches (and detaches): the rest of a container start")
+    ap.add_argument("--no-throughput", action="store_true", help="setup and teardown figures only")
     ap.add_argument("--no-br-nf", action="store_true",
                     help="set bridge-nf-call-iptables=0 in the node namespace (intra-network frames skip iptables)")
     ap.add_argument("--worker")
@@ -238,6 +328,7 @@ def main() -> None:
         return None
     if os.geteuid() != 0:
         raise SystemExit("needs root (it makes network namespaces)")
+    load_start = os.getloadavg()
     tag = secrets.token_hex(3)
     ns = {k: f"appl-bench-{tag}-{k}" for k in ("node", "cli", "a", "b")}
     data = Path(tempfile.mkdtemp(prefix="appl-bench-", dir="/tmp"))
@@ -255,12 +346,14 @@ def main() -> None:
             sh("ip", "-n", ns[side], "addr", "add", addr, "dev", "v0")
             sh("ip", "-n", ns[side], "link", "set", "v0", "up")
         args = {"n": a.n, "data": str(data), "seconds": a.seconds, "rounds": a.rounds, "node": ns["node"],
-                "client": ns["cli"], "bare_a": ns["a"], "bare_b": ns["b"], "no_br_nf": a.no_br_nf}
+                "client": ns["cli"], "bare_a": ns["a"], "bare_b": ns["b"], "no_br_nf": a.no_br_nf,
+                "gap": a.gap, "no_throughput": a.no_throughput}
         done = subprocess.run(["nsenter", f"--net=/run/netns/{ns['node']}", "unshare", "--mount",
                                "--propagation", "private", sys.executable, str(Path(__file__).resolve()),
                                "--worker", json.dumps(args)], check=True, capture_output=True, text=True,
                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
         result = json.loads(done.stdout.strip().splitlines()[-1])
+        result["loadavg"] = {"start": load_start, "end": os.getloadavg()}
     finally:
         for name in ns.values():
             subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
@@ -268,14 +361,31 @@ def main() -> None:
     if a.json:
         print(json.dumps(result, indent=2))
         return None
-    t = result["throughput_gbps"]
-    print(f"setup per container, netlink (wiring.py)   mean {result['wiring_setup']['mean_ms']:6.2f} ms   "
-          f"p95 {result['wiring_setup']['p95_ms']:6.2f} ms   (n={result['wiring_setup']['n']})")
-    print(f"setup per container, iproute2 (7 x `ip`)   mean {result['iproute2_setup']['mean_ms']:6.2f} ms   "
-          f"p95 {result['iproute2_setup']['p95_ms']:6.2f} ms   (n={result['iproute2_setup']['n']})")
-    for key in ("attach", "attach_with_port", "detach", "detach_with_port", "wiring_teardown"):
+    print(f"load average {' '.join(f'{x:.2f}' for x in load_start)} at the start, "
+          f"{' '.join(f'{x:.2f}' for x in result['loadavg']['end'])} at the end (1, 5, 15 min), "
+          f"{os.cpu_count()} CPUs, gap {a.gap * 1000:.0f} ms")
+    row = "{:44} mean {:7.2f} ms   p50 {:7.2f} ms   p95 {:7.2f} ms   (n={})"
+    for key, title in (("wiring_setup", "setup per container, netlink (wiring.py)"),
+                       ("iproute2_setup", "setup per container, iproute2 (7 x `ip`)"),
+                       ("wiring_teardown", "teardown, netlink (delete veth + unpin)")):
         s = result[key]
-        print(f"{key:42} mean {s['mean_ms']:6.2f} ms   p95 {s['p95_ms']:6.2f} ms   (n={s['n']})")
+        print(row.format(title, s["mean_ms"], s["p50_ms"], s["p95_ms"], s["n"]))
+    for key in ("attach", "attach_with_port", "attach_burst"):
+        for part in (key, key.replace("attach", "detach"), key.replace("attach", "released_after_detach")):
+            if part not in result:
+                continue
+            s = result[part]
+            print(row.format(part, s["mean_ms"], s["p50_ms"], s["p95_ms"], s["n"]))
+        for part in (key + "_steps", key.replace("attach", "detach") + "_steps"):
+            for label, _, _ in STEPS:
+                if label in result[part]:
+                    s = result[part][label]
+                    print(row.format(f"    {label.strip():<22}" if not label.startswith("  ")
+                                     else f"      {label.strip():<20}", s["mean_ms"], s["p50_ms"], s["p95_ms"], s["n"]))
+    print("(attach steps in worker threads overlap: lease_commit and iptables_add run beside prepare)")
+    if a.no_throughput:
+        return None
+    t = result["throughput_gbps"]
     print(f"TCP container->container over the bridge   {t['container_to_container']:6.2f} Gbit/s")
     print(f"TCP bare netns <-> netns on a veth pair     {t['bare_veth_pair']:6.2f} Gbit/s   "
           f"ratio {t['container_to_container'] / t['bare_veth_pair']:.2f}")

@@ -854,6 +854,8 @@ class ContainerService:
             old = rec.name
             rec.name = new_name
             txn.containers.put(rec.id, rec)
+        if self._networks is not None:  # the embedded DNS follows at once, as dockerd's
+            self._networks.rename_container(rec)
         self._publish(rec, "rename", oldName=f"/{old}")
 
     async def prune(self, keep: Callable[[ContainerRecord], bool]) -> list[str]:

@@ -5,6 +5,7 @@
     attach_container(rec) -> Sandbox          at start: namespace, veths, addresses, ports, DNS,
                                               hosts files; gives ContainerSpec.netns_path + mounts
     detach_container(cid, forget=)            at exit (forget=False) and remove (forget=True)
+    rename_container(rec)                     after `docker rename`: the DNS names follow at once
     reconcile(known, running)                 after a restart / kill -9
 
 State lives in the store: NetworkRecord (networks, network_names), EndpointRecord (endpoints,
@@ -27,8 +28,9 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -45,7 +47,15 @@ from ..network import hostsfiles, ipam
 from ..network import ports as portmod
 from ..network.dns import DnsEntry, DnsRegistry, DnsServer
 from ..network.rules import BridgeWall, Firewall, PortRule
-from ..network.wiring import Plug, Wiring, bridge_mac, bridge_name, host_ifname, mac_for
+from ..network.wiring import (
+    Plug,
+    Spare,
+    Wiring,
+    bridge_mac,
+    bridge_name,
+    host_ifname,
+    mac_for,
+)
 from ..runtime.spec import MountSpec
 from ..store import Store
 from ..store.records import (
@@ -100,6 +110,11 @@ class NetworkOptions:
     ip_forward: bool = True
     #: This node's share of each network's dynamic range (see network/ipam.py).
     node_slice: ipam.NodeSlice = field(default_factory=ipam.NodeSlice)
+    #: Spare sandboxes made ahead, off the attach's path: a pinned namespace with loopback up
+    #: and its sysctls (unshare alone is ~0.4 ms), and the files dir. Creating a file costs
+    #: 0.4-0.9 ms of kernel time on these hosts' ext4, renaming one ~0.01 ms, and an attach
+    #: needs five (pin, dir, hosts, hostname, resolv.conf). A burst past the spares makes its own.
+    spares: int = 4
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,28 @@ class ContainerNetworks:
 
 
 @dataclass
+class _Reaping:
+    """A detached container whose host veths may still exist: its namespace was unpinned and
+    the kernel removes them in the background. Its leases (`"<nid>/<ip>"` keys) are released
+    once no veth carries them, or at the deadline after deleting the veths here."""
+
+    cid: str
+    ifnames: tuple[str, ...]
+    leases: tuple[str, ...]
+    deadline: float
+
+
+#: How long the reaper waits for the kernel before deleting a detached container's veths itself
+#: (a namespace someone else still holds, e.g. an `nsenter`, does not die when unpinned).
+REAP_PATIENCE = 1.0
+#: The reaper's polling interval (one batched netlink lookup for every pending veth).
+REAP_INTERVAL = 0.01
+#: Spares are made once no attach has run for this long: between starts, not during a burst
+#: (where they would compete with the attaches for the CPU).
+SPARE_QUIET = 0.02
+
+
+@dataclass
 class _Live:
     """In-memory state of a running container's published ports."""
 
@@ -178,6 +215,12 @@ class NetworkService:
         self._dns = DnsServer(self._registry, upstreams, timeout=options.dns_timeout)
         self._responders: dict[str, trio.CancelScope] = {}
         self._live: dict[str, _Live] = {}
+        self._reaping: dict[str, _Reaping] = {}
+        self._reap_wakeup = trio.Event()
+        self._spare_dir = Path(data_root) / "netspare"  # spares, and detached files dirs to delete
+        self._spares: list[tuple[str, Spare]] = []
+        self._spare_wakeup = trio.Event()
+        self._last_attach = float("-inf")
         self._nursery: trio.Nursery | None = None
 
     # ---- lifetime -----------------------------------------------------------------------------
@@ -190,6 +233,8 @@ class NetworkService:
             self._nursery = nursery
             async with self._lock:
                 await self._startup()
+            nursery.start_soon(self._reaper)
+            nursery.start_soon(self._make_spares)
             task_status.started()
             await trio.sleep_forever()
 
@@ -262,7 +307,11 @@ class NetworkService:
 
     def _readopt(self, sb: SandboxRecord) -> None:
         """After a restart: the running container's DNS names and published ports again."""
-        endpoints = self._endpoints_of(sb.container_id)
+        with self._store.read() as txn:
+            rec = txn.containers.get(sb.container_id)
+        # Names from the container's current record (a rename may have been committed just
+        # before the node stopped, without its endpoints).
+        endpoints = self._refresh_dns_names(rec) if rec is not None else self._endpoints_of(sb.container_id)
         for ep in endpoints:
             if ep.ip:
                 self._registry.add(DnsEntry(ep.container_id, ep.network_id,
@@ -564,6 +613,10 @@ class NetworkService:
                 with trio.CancelScope(shield=True):
                     await self._teardown(rec.id, forget=False)
                 raise
+            finally:
+                self._last_attach = trio.current_time()
+                if len(self._spares) < self._opts.spares:
+                    self._spare_wakeup.set()
 
     async def _attach_locked(self, rec: ContainerRecord) -> Sandbox:
         cid = rec.id
@@ -582,7 +635,16 @@ class NetworkService:
         hostname = rec.config.hostname or cid[:12]
         sandbox = SandboxRecord(container_id=cid, node=self._node, tenant=self._tenant, sandbox_id=new_id(),
                                 netns=str(pin), hostname=hostname, none=none)
-        eps = self._lease(rec, eps, nets, sandbox)  # committed: from here on, _teardown undoes it
+        wanted = {f"{e.network_id}/{e.requested_ip}" for e in eps if e.requested_ip}
+        if any(wanted.intersection(job.leases) for job in self._reaping.values()):
+            await self._reap(list(self._reaping.values()))  # a static address still held by a dying veth
+        try:
+            eps, stale = self._plan_leases(rec, eps, nets)
+        except SystemError_:
+            if not self._reaping:
+                raise
+            await self._reap(list(self._reaping.values()))  # a full pool: wait for the dying
+            eps, stale = self._plan_leases(rec, eps, nets)
         gw = _gateway_endpoint(eps, nets)
         reservation = None
         requests = portmod.requests_from(
@@ -591,17 +653,40 @@ class NetworkService:
             reservation = portmod.reserve(requests, self._published_except(cid),
                                           f"{rec.name} ({gw.endpoint_id})", gw.ip)
             self._live[cid] = _Live(reservation)
+        published = [PublishedPort(p.proto, p.container_port, p.host_ip, p.host_port)
+                     for p in (reservation.published if reservation else [])]
+        sandbox = replace(sandbox, ports=published)
         plugs = [Plug(bridge=nets[e.network_id].bridge, host_ifname=e.host_ifname, ifname=e.ifname,
                       ip=e.ip, prefix_len=e.prefix_len, gateway=e.gateway if e is gw else None,
                       mtu=nets[e.network_id].mtu) for e in eps]
         files = self._files(rec, eps, nets, none)
-        await trio.to_thread.run_sync(self._prepare_sync, pin, plugs, cid, files)
-        published = [PublishedPort(p.proto, p.container_port, p.host_ip, p.host_port)
-                     for p in (reservation.published if reservation else [])]
+
+        # The leases' commit (its fsync), the wiring and the DNAT rules overlap: the lock keeps
+        # the plan valid, and the attach answers only once all three are done. A crash before
+        # the commit leaves a namespace, veths and rules without a record: the reconcile sweeps
+        # the first two, and startup's full firewall render drops the rules.
+        committed = False
+
+        async def commit() -> None:
+            nonlocal committed
+            await trio.to_thread.run_sync(self._commit_leases, cid, eps, stale, sandbox)
+            committed = True
+            # A previous run's veths may still be dying: the wiring deletes them by name, and
+            # this commit replaced that run's leases, so the reaper must not release them now.
+            self._reaping.pop(cid, None)
+
+        rules = _port_rules(published, gw, nets) if published else []
+        spare = self._spares.pop() if self._spares else None
+        try:
+            await _concurrently(
+                commit, partial(trio.to_thread.run_sync, self._prepare_sync, pin, plugs, cid, files, spare),
+                *([partial(self._firewall.add_ports, rules)] if rules else []))
+        except BaseException:
+            if rules and not committed:  # the undo finds no sandbox record naming them
+                with trio.CancelScope(shield=True):
+                    await self._firewall.remove_ports(rules)
+            raise
         if published:
-            with self._store.write() as txn:
-                txn.sandboxes.put(cid, replace(sandbox, ports=published))
-            await self._firewall.add_ports(_port_rules(published, gw, nets))
             self._start_proxies(cid, reservation, gw.ip)
         for ep in eps:
             self._registry.add(DnsEntry(cid, ep.network_id, ipaddress.IPv4Address(ep.ip), tuple(ep.dns_names)))
@@ -611,25 +696,56 @@ class NetworkService:
                        for dest, fname in _CONFIG_FILES)
         return Sandbox(str(pin), mounts, tuple(eps), tuple(published))
 
-    def _lease(self, rec: ContainerRecord, eps: list[EndpointRecord], nets: dict[str, NetworkRecord],
-               sandbox: SandboxRecord) -> list[EndpointRecord]:
-        """One write transaction: an address per endpoint, the leases, the sandbox record."""
-        out = []
-        with self._store.write() as txn:
+    def _plan_leases(self, rec: ContainerRecord, eps: list[EndpointRecord],
+                     nets: dict[str, NetworkRecord]) -> tuple[list[EndpointRecord], list[str]]:
+        """Under the lock, from a read transaction: an address per endpoint (the endpoints as
+        they will be recorded) and the container's stale leases to drop. `_commit_leases`
+        writes them; nobody else leases while the lock is held."""
+        out, stale = [], []
+        with self._store.read() as txn:
             for index, ep in enumerate(eps):
-                out.append(self._lease_one(txn, rec, ep, nets[ep.network_id], index))
-            txn.sandboxes.put(rec.id, sandbox)
-        return out
+                updated, mine = self._choose(txn, rec, ep, nets[ep.network_id], index)
+                out.append(updated)
+                stale += mine
+        return out, stale
+
+    def _commit_leases(self, cid: str, eps: list[EndpointRecord], stale: list[str],
+                       sandbox: SandboxRecord) -> None:
+        """In a worker thread (the commit's fsync keeps the event loop free): one write
+        transaction with the leases, the endpoints and the sandbox record. Checks again that
+        every address is free, so a broken plan can never hand one out twice."""
+        with self._store.write() as txn:
+            for key in stale:
+                if txn.ip_leases.get(key) == cid:
+                    txn.ip_leases.delete(key)
+            for ep in eps:
+                key = f"{ep.network_id}/{ep.ip}"
+                if txn.ip_leases.get(key) not in (None, cid):
+                    raise Forbidden(ipam.ADDRESS_IN_USE)
+                txn.ip_leases.put(key, cid)
+                txn.endpoints.put(f"{cid}/{ep.network_id}", ep)
+            txn.sandboxes.put(cid, sandbox)
 
     def _lease_one(self, txn, rec: ContainerRecord, ep: EndpointRecord, net: NetworkRecord,
                    index: int) -> EndpointRecord:
+        """In a write transaction: an address for one endpoint, leased and recorded."""
+        updated, mine = self._choose(txn, rec, ep, net, index)
+        for key in mine:
+            txn.ip_leases.delete(key)
+        txn.ip_leases.put(f"{net.id}/{updated.ip}", rec.id)
+        txn.endpoints.put(f"{rec.id}/{net.id}", updated)
+        return updated
+
+    def _choose(self, txn, rec: ContainerRecord, ep: EndpointRecord, net: NetworkRecord,
+                index: int) -> tuple[EndpointRecord, list[str]]:
+        """An address for one endpoint: the endpoint as it will be recorded, and the
+        container's own leases on that network to drop first (a previous run's, never released
+        after a crash: start clean)."""
         cid = rec.id
         pool = ipam.parse_pool(net.subnet, net.ip_range, net.gateway)
         prefix = net.id + "/"
         leases = {key[len(prefix):]: owner for key, owner in txn.ip_leases.items_with_prefix(prefix)}
-        mine = [ip for ip, owner in leases.items() if owner == cid]
-        for ip in mine:  # a previous run's lease that was never released (crash): start clean
-            txn.ip_leases.delete(prefix + ip)
+        mine = [prefix + ip for ip, owner in leases.items() if owner == cid]
         leased = {int(ipaddress.IPv4Address(ip)) for ip, owner in leases.items() if owner != cid}
         if ep.requested_ip:
             try:
@@ -643,14 +759,11 @@ class NetworkService:
             except LookupError:
                 raise SystemError_(f"no available IPv4 addresses on this network's address pools: "
                                    f"{net.name} ({net.id})") from None
-        txn.ip_leases.put(prefix + str(ip), cid)
-        names = list(dict.fromkeys(n for n in (rec.name, *ep.aliases, cid[:12], rec.config.hostname) if n)) \
-            if not net.builtin else []
+        names = _dns_names(rec, ep, net)
         updated = replace(ep, endpoint_id=new_id(), ip=str(ip), prefix_len=pool.prefix_len,
                           gateway="" if net.internal else str(pool.gateway), mac=mac_for(str(ip)),
                           ifname=f"eth{index}", host_ifname=host_ifname(cid, net.id), dns_names=names)
-        txn.endpoints.put(f"{cid}/{net.id}", updated)
-        return updated
+        return updated, mine
 
     def _files(self, rec: ContainerRecord, eps: list[EndpointRecord], nets: dict[str, NetworkRecord],
                none: bool) -> dict[str, str]:
@@ -673,10 +786,49 @@ class NetworkService:
         except OSError:
             return hostsfiles.HostResolvConf(path=self._opts.resolv_conf)
 
-    def _prepare_sync(self, pin: Path, plugs: list[Plug], cid: str, files: dict[str, str]) -> None:
-        """In a worker thread: namespace + veths + the three files."""
-        self._wiring.create_sandbox(pin, plugs)
+    def _prepare_sync(self, pin: Path, plugs: list[Plug], cid: str, files: dict[str, str],
+                      spare: tuple[str, Spare] | None = None) -> None:
+        """In a worker thread: namespace + veths + the three files (a spare's, if given)."""
+        if spare is not None:
+            folder = self._files_dir / cid
+            if not os.path.lexists(folder):  # else a leftover is in the way: rewritten below
+                with contextlib.suppress(OSError):
+                    os.rename(self._spare_dir / f"files-{spare[0]}", folder)
+        self._wiring.create_sandbox(pin, plugs, spare[1] if spare is not None else None)
         self._write_files(cid, files)
+
+    async def _make_spares(self) -> None:
+        await trio.to_thread.run_sync(self._clear_spares)  # a previous run's
+        while True:
+            while len(self._spares) < self._opts.spares:
+                while (quiet := self._last_attach + SPARE_QUIET - trio.current_time()) > 0:
+                    await trio.sleep(quiet)
+                self._spares.append(await trio.to_thread.run_sync(self._make_spare))
+            await self._spare_wakeup.wait()  # after an attach
+            self._spare_wakeup = trio.Event()
+
+    def _make_spare(self) -> tuple[str, Spare]:
+        """A spare namespace, and a dir with the three files owned as `_write_files` leaves them."""
+        token = new_id()[:16]
+        self._spare_dir.mkdir(exist_ok=True)
+        folder = self._spare_dir / f"files-{token}"
+        folder.mkdir()
+        for _, fname in _CONFIG_FILES:
+            fd = os.open(folder / fname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            try:
+                os.fchown(fd, self._owner, self._owner)
+            finally:
+                os.close(fd)
+        return token, self._wiring.make_spare(self._spare_dir / f"ns-{token}", self._spare_dir / f"pin-{token}")
+
+    def _clear_spares(self) -> None:
+        from ..network import netns
+
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(self._spare_dir):
+                if entry.startswith("ns-"):
+                    netns.remove_pinned(self._spare_dir / entry)
+        shutil.rmtree(self._spare_dir, ignore_errors=True)
 
     def _write_files(self, cid: str, files: dict[str, str]) -> None:
         folder = self._files_dir / cid
@@ -721,10 +873,20 @@ class NetworkService:
         gw = _gateway_endpoint(eps, nets)
         if sandbox is not None and sandbox.ports and gw is not None:
             await self._firewall.remove_ports(_port_rules(sandbox.ports, gw, nets))
-        await trio.to_thread.run_sync(self._wiring.destroy_sandbox, self._netns_dir / cid, ifnames)
+        leases = tuple(f"{ep.network_id}/{ep.ip}" for ep in eps if ep.ip)
+        if self._nursery is not None and leases:
+            # Unpin and let the kernel remove the veths; the reaper releases the leases after.
+            job = _Reaping(cid, tuple(ifnames), leases, trio.current_time() + REAP_PATIENCE)
+            await trio.to_thread.run_sync(self._release_sync, cid)
+            self._reaping[cid] = job
+            self._reap_wakeup.set()
+        elif cid in self._reaping:  # detached before (exit, then remove): its veths are being reaped
+            await trio.to_thread.run_sync(self._release_sync, cid)
+        else:
+            await trio.to_thread.run_sync(self._destroy_sync, cid, ifnames)
         with self._store.write() as txn:
             for ep in eps:
-                if ep.ip and txn.ip_leases.get(f"{ep.network_id}/{ep.ip}") == cid:
+                if ep.ip and cid not in self._reaping and txn.ip_leases.get(f"{ep.network_id}/{ep.ip}") == cid:
                     txn.ip_leases.delete(f"{ep.network_id}/{ep.ip}")
                 if forget:
                     txn.endpoints.delete(f"{cid}/{ep.network_id}")
@@ -733,12 +895,83 @@ class NetworkService:
                         ep, endpoint_id="", ip="", prefix_len=0, gateway="", mac="", ifname="",
                         host_ifname="", dns_names=[]))
             txn.sandboxes.delete(cid)
-        await trio.to_thread.run_sync(shutil.rmtree, self._files_dir / cid, True)
         if sandbox is not None:
             for ep in eps:
                 if ep.ip and ep.network_id in nets:
                     self._events.publish("network", "disconnect", ep.network_id,
                                          {"container": cid, "name": nets[ep.network_id].name, "type": "bridge"})
+
+    def _release_sync(self, cid: str) -> None:
+        """In a worker thread: unpin the namespace, and the files dir out of the way (a rename;
+        the reaper deletes it)."""
+        self._wiring.release_sandbox(self._netns_dir / cid)
+        folder = self._files_dir / cid
+        try:
+            os.rename(folder, self._spare_dir / f"gone-{cid}-{new_id()[:8]}")
+        except OSError:  # no files (never started), or no spare dir yet
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _destroy_sync(self, cid: str, ifnames: list[str]) -> None:
+        self._wiring.destroy_sandbox(self._netns_dir / cid, ifnames)
+        shutil.rmtree(self._files_dir / cid, ignore_errors=True)
+
+    def _unplug_all(self, names: list[str]) -> None:
+        for name in names:
+            self._wiring.unplug(name)
+
+    def _sweep_gone_files(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(self._spare_dir):
+                if entry.startswith("gone-"):
+                    shutil.rmtree(self._spare_dir / entry, ignore_errors=True)
+
+    async def _reaper(self) -> None:
+        """Releases the leases of detached containers once the kernel has removed their veths
+        (one batched netlink lookup every REAP_INTERVAL for all of them, one write transaction
+        for all that are done); deletes them itself past REAP_PATIENCE."""
+        while True:
+            await self._reap_wakeup.wait()
+            self._reap_wakeup = trio.Event()
+            while self._reaping:
+                await trio.sleep(REAP_INTERVAL)
+                names = [n for job in self._reaping.values() for n in job.ifnames]
+                # Inline: one batched lookup answers in microseconds, less than a thread hop.
+                present = self._wiring.present(names)
+                async with self._lock:
+                    now = trio.current_time()
+                    done = [job for job in self._reaping.values()
+                            if not present.intersection(job.ifnames) or now >= job.deadline]
+                    if done:
+                        await self._reap(done, present)
+            await trio.to_thread.run_sync(self._sweep_gone_files)
+
+    async def _reap(self, jobs: list[_Reaping], present: set[str] | None = None) -> None:
+        """Under the lock: the jobs' veths gone (`present`: those that still exist, if known;
+        else wait for the kernel until the jobs' deadlines), then their leases released."""
+        if not jobs:
+            return
+        names = [n for job in jobs for n in job.ifnames]
+        if present is None:
+            deadline = max(job.deadline for job in jobs)
+            while (present := self._wiring.present(names)) and trio.current_time() < deadline:
+                await trio.sleep(REAP_INTERVAL)
+        names = [n for n in names if n in present]
+        if names:
+            await trio.to_thread.run_sync(self._unplug_all, names)
+        with self._store.write() as txn:
+            for job in jobs:
+                if self._reaping.get(job.cid) is not job:
+                    continue
+                del self._reaping[job.cid]
+                for key in job.leases:
+                    if txn.ip_leases.get(key) == job.cid:
+                        txn.ip_leases.delete(key)
+
+    async def settle(self) -> None:
+        """Wait until every detached container's veths are gone and its leases released (tests
+        and benches count interfaces and leases; the node itself never needs to)."""
+        async with self._lock:
+            await self._reap(list(self._reaping.values()))
 
     async def reconcile(self, known: Iterable[str], running: Iterable[str] | None = None) -> None:
         """Make kernel and store agree with the containers that exist (`known`) and run
@@ -757,6 +990,8 @@ class NetworkService:
             for cid in endpoint_owners - known:
                 with trio.CancelScope(shield=True):
                     await self._teardown(cid, forget=True)
+            with trio.CancelScope(shield=True):
+                await self._reap(list(self._reaping.values()))  # before any lease is dropped below
             with self._store.write() as txn:
                 live = {(e.network_id, e.ip): e.container_id for e in txn.endpoints.values() if e.ip}
                 for key, owner in txn.ip_leases.items():
@@ -850,7 +1085,10 @@ class NetworkService:
                 eps = self._endpoints_of(rec.id)
             if not any(e.network_id == net.id for e in eps) and not force:
                 raise Forbidden(f"container {rec.id} is not connected to network {net.name}")
+            carrier = _gateway_endpoint(eps, self._networks_by_id())
             await self._unplug_running(rec.id, net, forget=True)
+            if carrier is not None and carrier.network_id == net.id:
+                await self._reelect_gateway(rec.id)
             await self._rewrite_hosts(rec)
         self._events.publish("network", "disconnect", net.id, {"container": rec.id, "name": net.name, "type": "bridge"})
 
@@ -881,6 +1119,42 @@ class NetworkService:
                 txn.ip_leases.delete(f"{net.id}/{ep.ip}")
             if forget:
                 txn.endpoints.delete(f"{cid}/{net.id}")
+
+    async def _reelect_gateway(self, cid: str) -> None:
+        """The endpoint that carried the default route is gone (with its route): as dockerd,
+        the next non-internal network in connection order carries it now, if any is left."""
+        with self._store.read() as txn:
+            sandbox = txn.sandboxes.get(cid)
+        gw = _gateway_endpoint(self._endpoints_of(cid), self._networks_by_id()) if sandbox else None
+        if gw is not None:
+            await trio.to_thread.run_sync(self._wiring.set_default_route, self._netns_dir / cid,
+                                          gw.ifname, gw.gateway)
+
+    # ---- rename -------------------------------------------------------------------------------
+
+    def rename_container(self, rec: ContainerRecord) -> None:
+        """After `docker rename` committed `rec`: a running container answers to its new name
+        (and no longer to the old one) in the embedded DNS at once, as in dockerd; its endpoint
+        records carry the new name, so a restarted node re-adopts it under that name. A stopped
+        container has no DNS names; its next start takes the current name."""
+        for ep in self._refresh_dns_names(rec):
+            if ep.ip:
+                self._registry.add(DnsEntry(rec.id, ep.network_id, ipaddress.IPv4Address(ep.ip),
+                                            tuple(ep.dns_names)))
+
+    def _refresh_dns_names(self, rec: ContainerRecord) -> list[EndpointRecord]:
+        """The container's endpoints, the DNS names of those in use recomputed from `rec` (one
+        write transaction, only if a name changed)."""
+        nets = self._networks_by_id()
+        eps = self._endpoints_of(rec.id)
+        fresh = [replace(e, dns_names=_dns_names(rec, e, nets[e.network_id]))
+                 if e.ip and e.network_id in nets else e for e in eps]
+        changed = [e for old, e in zip(eps, fresh) if e.dns_names != old.dns_names]
+        if changed:
+            with self._store.write() as txn:
+                for ep in changed:
+                    txn.endpoints.put(f"{rec.id}/{ep.network_id}", ep)
+        return fresh
 
     async def _rewrite_hosts(self, rec: ContainerRecord) -> None:
         with self._store.read() as txn:
@@ -984,6 +1258,24 @@ def build_init_layer(init: Path, lowers: Sequence[Path], owner_uid: int = 0) -> 
 
 
 
+async def _concurrently(*jobs: Callable[[], Awaitable[object]]) -> None:
+    """Run the jobs side by side until all are done, then raise the first one's error (plain,
+    not grouped: the attach's undo and dockerd's messages need the error itself)."""
+    errors: list[Exception] = []
+
+    async def one(job: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await job()
+        except Exception as exc:  # noqa: BLE001 -- not swallowed: the first is raised below
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for job in jobs:
+            nursery.start_soon(one, job)
+    if errors:
+        raise errors[0]
+
+
 def _gateway_endpoint(eps: Sequence[EndpointRecord], nets: Mapping[str, NetworkRecord]) -> EndpointRecord | None:
     """The endpoint that carries the default route (and published ports): the first non-internal."""
     for ep in sorted(eps, key=lambda e: e.order):
@@ -991,6 +1283,14 @@ def _gateway_endpoint(eps: Sequence[EndpointRecord], nets: Mapping[str, NetworkR
         if ep.ip and net is not None and not net.internal:
             return ep
     return None
+
+
+def _dns_names(rec: ContainerRecord, ep: EndpointRecord, net: NetworkRecord) -> list[str]:
+    """What an endpoint answers to in the embedded DNS: the container's name, the endpoint's
+    aliases, the short id and the hostname; nothing on the default bridge (as dockerd)."""
+    if net.builtin:
+        return []
+    return list(dict.fromkeys(n for n in (rec.name, *ep.aliases, rec.id[:12], rec.config.hostname) if n))
 
 
 def _port_rules(ports: Iterable[PublishedPort], gw: EndpointRecord,

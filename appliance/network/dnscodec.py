@@ -3,7 +3,12 @@
 Pure bytes in, bytes out. A malformed datagram raises `FormatError`; the server drops it (or
 answers FORMERR when the header at least parsed). Names are returned lower-case without the
 trailing dot. Answers point back at the question's name (compression pointer 0xC00C), so they
-stay small: no answer of ours needs TCP.
+stay small; one that still exceeds the transport's limit (512 bytes over UDP) goes out with no
+records and TC set, and the client asks again over TCP.
+
+TCP (RFC 1035 4.2.2, RFC 7766): every message is preceded by its length as two bytes, network
+order. `frame()` writes that; `StreamDecoder` takes bytes as they arrive and hands out whole
+messages, or raises `FormatError` for a length no DNS message can have.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ _FLAG_AA = 0x0400
 _FLAG_TC = 0x0200
 _FLAG_RD = 0x0100
 _FLAG_RA = 0x0080
-MAX_UDP = 512
+MAX_UDP = 512  # RFC 1035 2.3.4, without EDNS (which we do not speak)
+MAX_TCP = 0xFFFF  # the most a 2-byte length prefix can carry
+_LENGTH = struct.Struct("!H")
 
 
 class FormatError(ValueError):
@@ -139,15 +146,17 @@ def parse_query(data: bytes) -> Query:
     return Query(qid, flags, name, qtype, qclass, data[_HEADER.size:offset + 4], data)
 
 
-def response(query: Query, rcode: int, answers: list[Record] = (), *, recursion_available: bool = True) -> bytes:
-    """The answer to `query`: its question echoed, `answers` for the question's name."""
+def response(query: Query, rcode: int, answers: list[Record] = (), *, recursion_available: bool = True,
+             max_size: int = MAX_UDP) -> bytes:
+    """The answer to `query`: its question echoed, `answers` for the question's name; longer than
+    `max_size` (the transport's limit): no records and TC set, so the client retries over TCP."""
     flags = _FLAG_QR | _FLAG_AA | (query.flags & _FLAG_RD) | (_FLAG_RA if recursion_available else 0)
     flags |= (query.opcode << 11) | (rcode & 0xF)
     body = bytearray(_HEADER.pack(query.id, flags, 1, len(answers), 0, 0))
     body += query.question
     for rec in answers:
         body += struct.pack("!HHHIH", 0xC00C, rec.rtype, CLASS_IN, rec.ttl, len(rec.rdata)) + rec.rdata
-    if len(body) > MAX_UDP:  # never with our record counts; truncate as the protocol says
+    if len(body) > max_size:  # ~30 endpoints sharing an alias exceed UDP's 512 bytes
         body = bytearray(_HEADER.pack(query.id, flags | _FLAG_TC, 1, 0, 0, 0)) + query.question
     return bytes(body)
 
@@ -185,6 +194,48 @@ def reverse_name(name: str) -> IPv4Address | None:
 def with_id(message: bytes, qid: int) -> bytes:
     """A forwarded answer given back the client's query id."""
     return struct.pack("!H", qid) + message[2:]
+
+
+# ---- TCP framing (RFC 1035 4.2.2) ---------------------------------------------------------------
+
+
+def frame(message: bytes) -> bytes:
+    """One message for a TCP stream: its 2-byte length, then the message."""
+    if not _HEADER.size <= len(message) <= MAX_TCP:
+        raise ValueError(f"a DNS message over TCP is 12 to 65535 bytes, not {len(message)}")
+    return _LENGTH.pack(len(message)) + message
+
+
+class StreamDecoder:
+    """Whole messages out of a TCP byte stream. Sans-IO: `feed()` what arrived, then call
+    `next_message()` until it answers None. A length shorter than a DNS header cannot be a
+    message: `FormatError`, and the stream is beyond repair (the caller closes it). The buffer
+    holds at most one message plus what one read brought, as long as the caller reads only
+    when `next_message()` has nothing."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_message(self) -> bytes | None:
+        if len(self._buf) < _LENGTH.size:
+            return None
+        (length,) = _LENGTH.unpack_from(self._buf)
+        if length < _HEADER.size:
+            raise FormatError(f"a TCP message of {length} bytes")
+        end = _LENGTH.size + length
+        if len(self._buf) < end:
+            return None
+        message = bytes(self._buf[_LENGTH.size:end])
+        del self._buf[:end]
+        return message
+
+    @property
+    def pending(self) -> int:
+        """Bytes received and not yet handed out (part of a message, or several)."""
+        return len(self._buf)
 
 
 # ---- client side: used by tests, the bench and the forwarder -----------------------------------

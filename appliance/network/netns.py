@@ -22,6 +22,7 @@ from pathlib import Path
 from ..runtime import syscalls
 
 CLONE_NEWNET = 0x40000000
+MS_MOVE = 0x2000  # linux/mount.h
 _THREAD_NET = "/proc/thread-self/ns/net"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -98,6 +99,14 @@ def create_pinned(pin: Path, sysctls: Mapping[str, str], setup=None) -> None:
         raise
     finally:
         os.close(home)
+
+
+def move_pinned(source: Path, pin: Path) -> None:
+    """Move the namespace pinned at `source` onto `pin`, an existing empty file (a mount point
+    cannot be renamed), and delete `source`."""
+    syscalls.mount(source, pin, None, MS_MOVE)
+    with contextlib.suppress(FileNotFoundError):
+        source.unlink()
 
 
 def remove_pinned(pin: Path) -> None:

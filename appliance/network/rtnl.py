@@ -218,6 +218,28 @@ def parse_addr(body: bytes) -> tuple[int, ipaddress.IPv4Interface] | None:
     return index, ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefix_len))
 
 
+def encode_batch(requests, first_seq: int) -> tuple[bytes, list[int]]:
+    """Several requests in one datagram, each asking for an ack: (bytes, their sequence numbers).
+    `requests` are (type, flags, body); the kernel handles them in order, one after the other,
+    and acks each (an error does not stop the ones after it)."""
+    out, seqs = [], []
+    for offset, (kind, flags, body) in enumerate(requests):
+        seq = first_seq + offset
+        msg = header(kind, flags | NLM_F_REQUEST | NLM_F_ACK, seq, body)
+        out.append(msg + b"\0" * (_align(len(msg)) - len(msg)))
+        seqs.append(seq)
+    return b"".join(out), seqs
+
+
+def collect_acks(data: bytes, pending: set[int], results: dict[int, int]) -> None:
+    """Pure: record the errno (0: done) of each ack in `data` whose sequence is pending, and
+    forget it from `pending`. Other messages (notifications, stale replies) are skipped."""
+    for mtype, _, seq, payload in split_messages(data):
+        if mtype == NLMSG_ERROR and seq in pending:
+            results[seq] = -struct.unpack_from("=i", payload)[0]
+            pending.discard(seq)
+
+
 # ---- the socket ---------------------------------------------------------------------------------
 
 
@@ -256,6 +278,20 @@ class Netlink:
                     if code:
                         raise OSError(code, os.strerror(code))
                     return
+
+    def batch(self, requests) -> list[int]:
+        """Send every (type, flags, body) request in one sendmsg and wait for all the acks:
+        one round trip instead of len(requests). Returns each request's errno (0: done), in
+        order; raising is the caller's choice, since a batch is not atomic."""
+        if not requests:
+            return []
+        data, seqs = encode_batch(requests, self._seq + 1)
+        self._seq = seqs[-1]
+        self._sock.send(data)
+        pending, results = set(seqs), {}
+        while pending:
+            collect_acks(self._sock.recv(65536), pending, results)
+        return [results[seq] for seq in seqs]
 
     def get(self, kind: int, body: bytes) -> bytes:
         """One non-dump GET: the body of the answer, or OSError."""

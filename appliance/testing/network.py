@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 
 from ..network.rtnl import Link
-from ..network.wiring import Plug
+from ..network.wiring import Plug, Spare
 
 
 class FakeWiring:
@@ -19,6 +19,7 @@ class FakeWiring:
         self.bridges: dict[str, tuple[str, int]] = {}
         self.sandboxes: dict[str, list[Plug]] = {}
         self.sysctls: dict[str, str] = {}
+        self.default_routes: dict[str, tuple[str, str]] = {}  # pin -> (ifname, gateway)
 
     def ensure_bridge(self, name: str, gateway: str, prefix_len: int, mtu: int, mac: str) -> None:
         self.bridges[name] = (gateway, prefix_len)
@@ -26,7 +27,13 @@ class FakeWiring:
     def delete_bridge(self, name: str) -> bool:
         return self.bridges.pop(name, None) is not None
 
-    def create_sandbox(self, pin: Path, plugs=()) -> None:
+    def make_spare(self, ns: Path, pin: Path) -> Spare:
+        return Spare(ns, pin, None)
+
+    def drop_spare(self, spare: Spare) -> None:
+        pass
+
+    def create_sandbox(self, pin: Path, plugs=(), spare: Spare | None = None) -> None:
         self.sandboxes.setdefault(str(pin), [])
         for plug in plugs:
             self.plug(pin, plug)
@@ -35,17 +42,35 @@ class FakeWiring:
         if plug.bridge not in self.bridges:
             raise OSError(19, f"bridge {plug.bridge} does not exist")
         self.sandboxes.setdefault(str(pin), []).append(plug)
+        if plug.gateway:
+            self.default_routes[str(pin)] = (plug.ifname, plug.gateway)
+
+    def set_default_route(self, pin: Path, ifname: str, gateway: str) -> None:
+        if not any(p.ifname == ifname for p in self.sandboxes.get(str(pin), [])):
+            raise OSError(19, f"{ifname} is not in {pin}")
+        self.default_routes[str(pin)] = (ifname, gateway)
 
     def unplug(self, host_ifname: str) -> bool:
-        for plugs in self.sandboxes.values():
+        for pin, plugs in self.sandboxes.items():
             for plug in plugs:
                 if plug.host_ifname == host_ifname:
                     plugs.remove(plug)
+                    if self.default_routes.get(pin, ("",))[0] == plug.ifname:
+                        del self.default_routes[pin]  # the kernel drops routes through a deleted link
                     return True
         return False
 
     def destroy_sandbox(self, pin: Path, host_ifnames: list[str]) -> None:
         self.sandboxes.pop(str(pin), None)
+        self.default_routes.pop(str(pin), None)
+
+    def release_sandbox(self, pin: Path) -> None:
+        """The real one unpins and the kernel removes the veths a little later; here at once."""
+        self.destroy_sandbox(pin, [])
+
+    def present(self, names: list[str]) -> set[str]:
+        plugged = {p.host_ifname for plugs in self.sandboxes.values() for p in plugs}
+        return {n for n in names if n in plugged}
 
     def links(self) -> list[Link]:
         out = [Link(i + 2, name, True, kind="bridge") for i, name in enumerate(self.bridges)]

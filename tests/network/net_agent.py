@@ -150,10 +150,12 @@ async def _serve(data: Path, options: dict) -> None:
         return {p.name: p.read_text() for p in folder.iterdir()} if folder.exists() else {}
 
     async def leases():
+        await svc.settle()  # detached containers' veths go in the background; count after
         with store.read() as txn:
             return dict(txn.ip_leases.items())
 
     async def counts():
+        await svc.settle()
         links = (await trio.run_process(["ip", "-o", "link"], capture_stdout=True)).stdout.decode().splitlines()
         saved = (await trio.run_process(["iptables-save"], capture_stdout=True)).stdout.decode().splitlines()
         pins = sorted(os.listdir(data / "netns")) if (data / "netns").exists() else []

@@ -3,6 +3,8 @@
     connect IP PORT [TIMEOUT]          a real TCP connect (and a read of what the server says)
     dns SERVER NAME [TYPE] [TIMEOUT]   one UDP query; prints rcode, addresses and how long it took
     udp IP PORT DATA [TIMEOUT]         send one datagram, print the reply
+    dnstcp SERVER WAIT NAME...         A queries for NAMEs on one TCP connection (sent at once);
+                                       prints the answers and when the server closed (within WAIT)
 
 Prints one JSON object. Long-running servers (killed by the test):
 
@@ -55,6 +57,29 @@ def _dns(server: str, name: str, qtype: str = "A", timeout: str = "5") -> dict:
             "elapsed": time.monotonic() - start}
 
 
+def _dnstcp(server: str, wait: str, *names: str) -> dict:
+    host, _, port = server.partition(":")
+    with socket.create_connection((host, int(port or 53)), timeout=5) as s:
+        s.sendall(b"".join(dnscodec.frame(dnscodec.query(i, n)) for i, n in enumerate(names)))
+        decoder, answers = dnscodec.StreamDecoder(), []
+        while len(answers) < len(names):
+            data = s.recv(65536)
+            if not data:
+                break
+            decoder.feed(data)
+            while (m := decoder.next_message()) is not None:
+                a = dnscodec.parse_answer(m)
+                answers.append({"id": a.id, "rcode": a.rcode, "tc": a.truncated,
+                                "addresses": [str(x) for x in a.addresses()]})
+        answered = time.monotonic()
+        s.settimeout(float(wait))
+        try:
+            closed = s.recv(1) == b""
+        except TimeoutError:
+            closed = False
+    return {"answers": answers, "closed_after": time.monotonic() - answered if closed else None}
+
+
 def _udp(ip: str, port: str, data: str, timeout: str = "2") -> dict:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(float(timeout))
@@ -98,4 +123,4 @@ if __name__ == "__main__":
     if cmd in servers:
         servers[cmd](*args)
     else:
-        print(json.dumps({"connect": _connect, "dns": _dns, "udp": _udp}[cmd](*args)))
+        print(json.dumps({"connect": _connect, "dns": _dns, "udp": _udp, "dnstcp": _dnstcp}[cmd](*args)))

@@ -103,3 +103,18 @@ def test_busybox_nslookup_inside_the_container(topo):
     out = sh("nsenter", f"--net={agent.netns(a)}", "busybox", "nslookup", "-type=a", "b-alias", server,
              check=False, timeout=10)
     assert sb["endpoints"][0]["ip"] in out.stdout, out
+
+
+def test_tcp_on_the_same_address_several_queries_then_idle_close(topo):
+    agent = topo.agent()
+    agent("net_create", name="n1")
+    web = agent("ctr_create", name="web", network_mode="n1", endpoints={"n1": {"aliases": ["www"]}})
+    cli = agent("ctr_create", name="cli", network_mode="n1")
+    s_web, s_cli = agent("ctr_start", cid=web), agent("ctr_start", cid=cli)
+    web_ip = s_web["endpoints"][0]["ip"]
+    got = topo.probe(agent.netns(cli), "dnstcp", _gw(s_cli), "12", "web", "www", "nosuch")
+    assert [(a["id"], a["rcode"], a["addresses"]) for a in got["answers"]] == [
+        (0, 0, [web_ip]), (1, 0, [web_ip]), (2, 3, [])], got
+    assert got["closed_after"] is not None and 7 < got["closed_after"] < 10, got  # idle: 8 s
+    # a stranger (the node itself) is refused over TCP as over UDP
+    assert topo.probe(topo.node_path(), "dnstcp", _gw(s_cli), "1", "web")["answers"][0]["rcode"] == 5

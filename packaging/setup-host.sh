@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for pkg in crun conmon busybox-static runc tini serf iptables iproute2 util-linux; do
+# strace: tests observe how crun starts (tests/runtime/test_sealed.py).
+for pkg in crun conmon busybox-static runc tini serf iptables iproute2 util-linux strace; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -43,7 +43,7 @@ from .detach import parse_detach_keys
 from .events import EventLog
 from .naming import check_container_name, generated_name, new_id
 from .networks import build_init_layer
-from .process import merge_env, resolve_user_in
+from .process import command_line, merge_env, resolve_user_in
 from .signals import parse_signal
 
 log = logging.getLogger(__name__)
@@ -361,13 +361,21 @@ class ContainerService:
         spec = rspec.ExecSpec(args=tuple(args), env=tuple(rec.config.env), cwd=rec.config.working_dir or "/",
                               uid=uid, gid=gid, additional_gids=tuple(gids))
         control = self._ctl(rec.id)
+        exec_id, line = new_id(), command_line(args)
+        # A probe is an exec to dockerd, and its events say so.
+        self._publish(rec, f"exec_create: {line}", execID=exec_id)
+        self._publish(rec, f"exec_start: {line}", execID=exec_id)
         with trio.CancelScope() as scope:
             control.probe = scope
-            result = await health_rules.run_probe(self._runtime, rec.id, new_id(), spec,
+            result = await health_rules.run_probe(self._runtime, rec.id, exec_id, spec,
                                                   health_rules.timeout_ns(cfg))
         if control.probe is scope:
             control.probe = None
-        return None if scope.cancelled_caught else result
+        if scope.cancelled_caught:
+            return None
+        if result.exit_code >= 0:  # the process ran to its end (not killed at the timeout)
+            self._publish(rec, "exec_die", execID=exec_id, exitCode=str(result.exit_code))
+        return result
 
     def _apply_probe(self, cid: str, run_started: int, result) -> None:
         with self._store.write() as txn:
@@ -442,6 +450,12 @@ class ContainerService:
             txn.containers.put(cid, rec)
         self._watch(cid).notify()
         return rec
+
+    def publish_event(self, cid: str, action: str, **extra: str) -> None:
+        """A container event from another service (execs), with the container's attributes."""
+        rec = self._lookup(cid)
+        if rec is not None:
+            self._publish(rec, action, **extra)
 
     def _publish(self, rec: ContainerRecord, action: str, **extra: str) -> None:
         attrs = {**rec.config.labels, "image": rec.config.image, "name": rec.name, **extra}

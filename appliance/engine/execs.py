@@ -20,7 +20,7 @@ from ..runtime.spec import ExecSpec
 from .detach import DEFAULT_DETACH_KEYS
 from .attach import AttachClient, AttachConns, AttachOptions, pump
 from .naming import new_id
-from .process import merge_env, resolve_user_in
+from .process import command_line, executable_in, merge_env, resolve_user_in
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,12 @@ class ExecInstance:
     config: ExecConfig
     running: bool = False
     exit_code: int | None = None
-    pid: int = 0
     started: bool = False
+    session: object = field(default=None, repr=False)  # the running process's runtime session
+
+    @property
+    def pid(self) -> int:
+        return getattr(self.session, "pid", 0) or 0
 
 
 class ExecService:
@@ -75,6 +79,7 @@ class ExecService:
         _check_runnable(rec)
         inst = ExecInstance(id=new_id(), container_id=rec.id, config=config)
         self._execs[inst.id] = inst
+        self._event(inst, f"exec_create: {command_line(config.cmd)}")
         while len(self._execs) > _KEEP:
             self._execs.popitem(last=False)
         return inst
@@ -106,7 +111,7 @@ class ExecService:
         inst, spec = self._prepare(exec_id)
         client = await get_streams(inst.config.tty)
         try:
-            session = await self._runtime.exec(inst.container_id, inst.id, spec, attach=True)
+            session = await self._open_session(inst, spec)
         except (CommandNotFound, CommandNotExecutable) as exc:
             inst.exit_code = 127 if isinstance(exc, CommandNotFound) else 126
             await client.send_output(1, (_docker_exec_error(exc) + "\r\n").encode())
@@ -117,8 +122,7 @@ class ExecService:
             await client.send_output(1, (f"OCI runtime exec failed: {exc.message}\r\n").encode())
             await client.close_output()
             return
-        inst.running, inst.pid = True, session.pid
-        owned = True
+        inst.running, inst.session = True, session
         try:
             height, width = inst.config.console_size
             if inst.config.tty and height and width:
@@ -129,28 +133,47 @@ class ExecService:
                                  detach_keys=inst.config.detach_keys if inst.config.tty else None)
             detached = await pump(client, conns, opts, stdin_once=True, tty=inst.config.tty,
                                   close_output=False)
-            if detached:  # the process goes on; a task the service owns records its end
-                assert self._nursery is not None, "ExecService.run() owns detached execs"
-                session.attach.close()
-                self._nursery.start_soon(self._finish_detached, inst, session)
-                owned = False
-            else:
-                inst.exit_code = await session.wait()
-                inst.running = False
+            if not detached:
+                self._exited(inst, await session.wait())
         finally:
-            if owned:
+            if inst.exit_code is None:
+                # Detached, the client went away, or we were cancelled: the process goes on,
+                # and a task the service owns records its end.
+                assert self._nursery is not None, "ExecService.run() owns running execs"
+                session.attach.close()
+                self._nursery.start_soon(self._finish, inst, session)
+            else:
                 with trio.CancelScope(shield=True):
                     await session.aclose()
         await client.close_output()
 
-    async def _finish_detached(self, inst: ExecInstance, session) -> None:
+    async def _open_session(self, inst: ExecInstance, spec: ExecSpec):
+        """The process started, attached: `crun exec` as our own child for a non-tty command
+        found in the image's root (runtime/pipe_exec.py), else through conmon, which also
+        reports crun's errors apart from the process's output."""
+        self._event(inst, f"exec_start: {command_line(inst.config.cmd)}")
+        rootfs = self._runtime.paths(inst.container_id).rootfs
+        # A few lookups in the container's root, like resolve_user_in's: cheaper than a thread hop.
+        if not spec.tty and executable_in(rootfs, spec.args[0], spec.env):
+            assert self._nursery is not None, "ExecService.run() owns the output readers"
+            return await self._runtime.exec_piped(inst.container_id, inst.id, spec, self._nursery)
+        return await self._runtime.exec(inst.container_id, inst.id, spec, attach=True)
+
+    async def _finish(self, inst: ExecInstance, session) -> None:
         async with session:
-            inst.exit_code = await session.wait()
-        inst.running = False
+            self._exited(inst, await session.wait())
+
+    def _exited(self, inst: ExecInstance, code: int) -> None:
+        inst.exit_code, inst.running = code, False
+        self._event(inst, "exec_die", exitCode=str(code))
+
+    def _event(self, inst: ExecInstance, action: str, **extra: str) -> None:
+        self._containers.publish_event(inst.container_id, action, execID=inst.id, **extra)
 
     def start_detached(self, exec_id: str) -> None:
         inst, spec = self._prepare(exec_id)
         assert self._nursery is not None, "ExecService.run() owns detached execs"
+        self._event(inst, f"exec_start: {command_line(inst.config.cmd)}")
         self._nursery.start_soon(self._run_detached, inst, spec)
 
     async def _run_detached(self, inst: ExecInstance, spec: ExecSpec) -> None:
@@ -160,10 +183,8 @@ class ExecService:
             inst.exit_code = 127 if isinstance(exc, CommandNotFound) else 126
             log.info("detached exec %s failed: %s", inst.id, exc.message)
             return
-        inst.running, inst.pid = True, session.pid
-        async with session:
-            inst.exit_code = await session.wait()
-        inst.running = False
+        inst.running, inst.session = True, session
+        await self._finish(inst, session)
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         inst = self.get(exec_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from ..runtime.users import resolve_user
@@ -20,6 +21,12 @@ def merge_env(base: list[str], extra: list[str], *, default_path: bool = False) 
     return list(merged.values())
 
 
+def command_line(cmd: list[str] | tuple[str, ...]) -> str:
+    """An exec's command as dockerd words it in exec_create/exec_start events: the entrypoint,
+    a space, the arguments joined (so a lone `true` reads `true `)."""
+    return f"{cmd[0]} {' '.join(cmd[1:])}"
+
+
 def resolve_user_in(rootfs: Path, user: str) -> tuple[int, int, tuple[int, ...]]:
     """Docker's -u rules against the container's own /etc/passwd and /etc/group."""
     # Resolved inside the container's root: an image whose /etc (or /etc/passwd) is a symlink
@@ -29,3 +36,26 @@ def resolve_user_in(rootfs: Path, user: str) -> tuple[int, int, tuple[int, ...]]
     uid, gid, gids = resolve_user(user, passwd.decode(errors="replace") if passwd is not None else None,
                                   group.decode(errors="replace") if group is not None else None)
     return uid, gid, tuple(gids)
+
+
+def executable_in(rootfs: Path, command: str, env: list[str] | tuple[str, ...]) -> bool:
+    """Whether command names an executable regular file in the container's root, looked up
+    in the exec's PATH as crun will. Only the image's root is seen, not the container's
+    mounts: False means "not known here", and the caller takes the path that reports crun's
+    own errors."""
+    if "/" in command:
+        candidates = [command] if command.startswith("/") else []
+    else:
+        path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH[5:])
+        candidates = [f"{d}/{command}" for d in path.split(":") if d.startswith("/")]
+    if not candidates:
+        return False
+    with RootScope(rootfs) as scope:
+        for candidate in candidates:
+            try:
+                st = scope.lstat(scope.resolve(candidate))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+                return True
+    return False

@@ -173,6 +173,10 @@ class ExecPaths:
     def attach(self) -> Path:
         return self.dir / "attach"
 
+    @property
+    def crun_log(self) -> Path:
+        return self.dir / "crun.log"
+
 
 def exec_conmon_argv(*, conmon: str, runtime: str, runtime_root: Path, paths: ExecPaths,
                      attach: bool, stdin: bool, tty: bool) -> list[str]:
@@ -196,3 +200,10 @@ def exec_conmon_argv(*, conmon: str, runtime: str, runtime_root: Path, paths: Ex
         # closes lets a detaching `docker exec -it` client leave the shell running.
         argv += ["-t", "--leave-stdin-open"]
     return argv
+
+
+def crun_exec_argv(*, runtime: str, runtime_root: Path, paths: ExecPaths) -> list[str]:
+    """`crun exec` of paths.process in the foreground (runtime/pipe_exec.py): crun waits for
+    the process and exits with its code; its own errors go to paths.crun_log as JSON."""
+    return [runtime, "--root", str(runtime_root), "--log", str(paths.crun_log), "--log-format", "json",
+            "exec", "--process", str(paths.process), "--pid-file", str(paths.pidfile), paths.container.id]

@@ -45,6 +45,7 @@ from appliance.runtime.argv import (
     ExecPaths,
     NodeDirs,
     conmon_argv,
+    crun_exec_argv,
     exec_conmon_argv,
     runtime_argv,
 )
@@ -57,6 +58,8 @@ from appliance.runtime.execs import (
     write_exec_dir,
 )
 from appliance.runtime.mountinfo import read_mountinfo
+from appliance.runtime.pipe_exec import PipeExecSession, start_pipe_exec
+from appliance.runtime.sealed import sealed_copy
 from appliance.runtime.seccomp import default_seccomp
 from appliance.runtime.spec import (
     ContainerSpec,
@@ -167,6 +170,8 @@ class Runtime:
                  nofile: tuple[int, int] | None = None, create_timeout: float = 60.0) -> None:
         self.dirs = NodeDirs(Path(state_dir).resolve())
         self.runtime_path = runtime_path or _default_runtime()
+        # What we execute: the same binary, from a sealed copy (runtime/sealed.py).
+        self.runtime_exec = sealed_copy(self.runtime_path) or self.runtime_path
         self.conmon_path = shutil.which(conmon_path) or conmon_path
         self.cgroup_parent = cgroup_parent
         if nofile is None:
@@ -215,7 +220,7 @@ class Runtime:
     # -- running crun ----------------------------------------------------------------------
 
     async def _crun(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = await trio.run_process(runtime_argv(self.runtime_path, self.dirs.crun_root, *args),
+        done = await trio.run_process(runtime_argv(self.runtime_exec, self.dirs.crun_root, *args),
                                       stdin=subprocess.DEVNULL, capture_stdout=True,
                                       capture_stderr=True, check=False)
         if check and done.returncode != 0:
@@ -266,7 +271,7 @@ class Runtime:
         """
         p = self.paths(spec.id)
         await trio.to_thread.run_sync(self._write_bundle, spec, Path(rootfs), p)
-        argv = conmon_argv(conmon=self.conmon_path, runtime=self.runtime_path,
+        argv = conmon_argv(conmon=self.conmon_path, runtime=self.runtime_exec,
                            runtime_root=self.dirs.crun_root, paths=p,
                            stdin=spec.open_stdin,
                            # conmon closes stdin when ANY attach client hangs up unless told
@@ -502,10 +507,25 @@ class Runtime:
             raise NotFound(f"No such container: {cid}")
         process = oci_process(spec, self.nofile)
         await trio.to_thread.run_sync(write_exec_dir, paths, process)
-        argv = exec_conmon_argv(conmon=self.conmon_path, runtime=self.runtime_path,
+        argv = exec_conmon_argv(conmon=self.conmon_path, runtime=self.runtime_exec,
                                 runtime_root=self.dirs.crun_root, paths=paths, attach=attach,
                                 stdin=attach and spec.open_stdin, tty=spec.tty)
         return await start_exec(argv=argv, paths=paths, attach=attach, timeout=self.create_timeout)
+
+    async def exec_piped(self, cid: str, exec_id: str, spec: ExecSpec, nursery: trio.Nursery) -> PipeExecSession:
+        """Start a non-tty spec in running container cid with `crun exec` as our own child
+        (runtime/pipe_exec.py): output arrives through the returned session, whose pipe
+        readers run in nursery. The caller has made sure the command exists."""
+        if spec.tty:
+            raise ValueError("a tty exec goes through conmon (exec)")
+        paths = ExecPaths(self.paths(cid), exec_id)
+        if not paths.container.config.exists():
+            raise NotFound(f"No such container: {cid}")
+        write_exec_dir(paths, oci_process(spec, self.nofile))  # two small writes: no thread hop
+        argv = crun_exec_argv(runtime=self.runtime_exec, runtime_root=self.dirs.crun_root, paths=paths)
+        session = await start_pipe_exec(argv, paths, stdin=spec.open_stdin)
+        session.start_readers(nursery)
+        return session
 
     def exec_exit_code(self, cid: str, exec_id: str) -> int | None:
         """An exec's recorded exit code (also after a node restart), None while it runs."""

@@ -311,6 +311,11 @@ def test_health_cmd_goes_healthy_then_unhealthy(node):
         actions = [e["Action"] for e in _events(node, "checked", since)]
         assert "health_status: healthy" in actions and "health_status: unhealthy" in actions
         assert actions.index("health_status: healthy") < actions.index("health_status: unhealthy")
+        # Each probe is an exec to dockerd, and shows up as one in the events.
+        assert "exec_create: /bin/sh -c cat /tmp/ok" in actions and "exec_start: /bin/sh -c cat /tmp/ok" in actions
+        dies = [e["Actor"]["Attributes"]["exitCode"] for e in _events(node, "checked", since)
+                if e["Action"] == "exec_die"]
+        assert "0" in dies and "1" in dies
         assert node.out("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}", "--filter",
                         "event=health_status", "--filter", "container=checked", "--format", "{{.Action}}"
                         ).splitlines()[:1] == ["health_status: healthy"]

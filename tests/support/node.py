@@ -67,8 +67,10 @@ def node_data_root():
     finally:
         # Whatever happened to the node (it may never have become ready), its pinned mount
         # namespace must go, or the directory cannot be removed and the mount outlives the test.
-        release_pin(path)
-        delete_netns(netns_name(path))
+        # Nodes may live in the root itself or one level down (bench/: ROOT/node).
+        for root in [path, *(p for p in path.iterdir() if p.is_dir())] if path.is_dir() else []:
+            release_pin(root)
+            delete_netns(netns_name(root))
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import calendar
 import json
 import os
-import secrets
 import select
 import signal
 import subprocess
@@ -17,18 +16,13 @@ import time
 import pytest
 
 from tests.e2e.test_attach import Pty
-from tests.support.node import DOCKER, destroy_node, node_data_root, start_node, stop_node
+from tests.support.node import DOCKER, restartable_node, start_node, stop_node
 
 
 @pytest.fixture(scope="module")
 def box(busybox_tar):
-    with node_data_root() as root:
-        holder = {"node": start_node(root, name=f"lr{secrets.token_hex(4)}")}
-        holder["node"].docker("import", str(busybox_tar), "busybox")
-        try:
-            yield holder
-        finally:
-            destroy_node(holder["node"])
+    with restartable_node(busybox_tar, "lr") as holder:
+        yield holder
 
 
 def _restart(box, sig: int):

@@ -7,26 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 
 import pytest
 
-from tests.support.node import REPO, destroy_node, node_data_root, start_node, stop_node
+from tests.support.node import REPO, restartable_node, start_node, stop_node
 
 SLEEPER = ("busybox", "sleep", "600")
 
 
 @pytest.fixture(scope="module")
 def box(busybox_tar):
-    with node_data_root() as root:
-        holder = {"node": start_node(root, name=f"nf{secrets.token_hex(4)}")}
-        holder["node"].docker("import", str(busybox_tar), "busybox")
-        try:
-            yield holder
-        finally:
-            destroy_node(holder["node"])
+    with restartable_node(busybox_tar, "nf") as holder:
+        yield holder
 
 
 def _settings(node, name: str) -> dict:

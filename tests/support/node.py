@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,3 +205,16 @@ def release_node_leftovers(data_root: Path, name: str) -> None:
                 parent.rmdir()
             except OSError:
                 pass
+
+
+@contextlib.contextmanager
+def restartable_node(busybox_tar: Path, prefix: str):
+    """A node of the test's own that the test may stop and start again: yields a holder whose
+    "node" a restart replaces (the data root and namespace stay)."""
+    with node_data_root() as root:
+        holder = {"node": start_node(root, name=f"{prefix}{secrets.token_hex(4)}")}
+        holder["node"].docker("import", str(busybox_tar), "busybox")
+        try:
+            yield holder
+        finally:
+            destroy_node(holder["node"])

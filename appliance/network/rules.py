@@ -14,8 +14,9 @@ Chains:
     nat OUTPUT         -> APPL-DNAT       the same for connections made on the node itself
     nat POSTROUTING    -> APPL-POSTROUTING outbound NAT (only when enabled)
 
-Per network (bridge B): traffic within B passes (bridged frames go through FORWARD when
-br_netfilter is on); from B to any other of our bridges is dropped (APPL-ISOLATE); from B out
+Per network (bridge B): traffic within B passes (the bridge switches it; the node turns
+br_netfilter off in its namespace, and should someone turn it on, FORWARD accepts it); from B to
+any other of our bridges is dropped (APPL-ISOLATE); from B out
 of the node passes unless the network is internal; into B from outside passes only as a reply
 or to a published port (conntrack DNAT state). Internal networks: nothing in or out.
 """

@@ -39,3 +39,24 @@ def test_fifty_run_rm_cycles_leave_nothing_behind(node):
     finally:
         node.docker("rm", "-f", keep)
         node.docker("network", "rm", "cyc")
+
+
+def test_frames_within_a_network_skip_iptables(node):
+    """br_netfilter is off in the node's namespace (when the module is loaded at all), and two
+    containers on one network still talk while a DROP-everything rule sits in FORWARD."""
+    knob = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    assert _in_node_netns(node, "sh", "-c", f"cat {knob} 2>/dev/null || echo absent").strip() in ("0", "absent")
+    node.docker("network", "create", "br-nf")
+    server = node.out("run", "-d", "--network", "br-nf", "busybox", "sh", "-c",
+                      "echo pong > /tmp/i; exec httpd -f -p 80 -h /tmp")
+    try:
+        ip = json.loads(node.out("inspect", server))[0]["NetworkSettings"]["Networks"]["br-nf"]["IPAddress"]
+        _in_node_netns(node, "iptables", "-I", "FORWARD", "1", "-j", "DROP")
+        try:
+            assert node.out("run", "--rm", "--network", "br-nf", "busybox", "wget", "-qO-",
+                            f"http://{ip}/i") == "pong"
+        finally:
+            _in_node_netns(node, "iptables", "-D", "FORWARD", "1")
+    finally:
+        node.docker("rm", "-f", server)
+        node.docker("network", "rm", "br-nf")

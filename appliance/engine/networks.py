@@ -36,6 +36,7 @@ from pathlib import Path
 import trio
 
 from ..errors import (
+    ApplianceError,
     Conflict,
     Forbidden,
     InvalidParameter,
@@ -78,6 +79,7 @@ OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
 _NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _IFNAME = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+SETUP_FAILED = "failed to set up container networking: "
 HOST_REFUSED = ("host networking is not available on this node: every container runs in its own "
                 "network namespace (use -p to publish ports)")
 
@@ -337,7 +339,7 @@ class NetworkService:
         try:
             reservation = portmod.reserve(reqs, self._published_except(sb.container_id),
                                           f"{sb.container_id[:12]} ({gw.endpoint_id})", gw.ip)
-        except (Conflict, InvalidParameter, OSError) as exc:
+        except (SystemError_, InvalidParameter, OSError) as exc:
             log.warning("container %s: cannot take its published ports back: %s", sb.container_id[:12],
                         getattr(exc, "message", exc))
             return
@@ -621,9 +623,11 @@ class NetworkService:
         async with self._lock:
             try:
                 return await self._attach_locked(rec)
-            except BaseException:
+            except BaseException as exc:
                 with trio.CancelScope(shield=True):
                     await self._teardown(rec.id, forget=False)
+                if isinstance(exc, ApplianceError):  # dockerd 28's words for any of them, same status
+                    raise type(exc)(SETUP_FAILED + exc.message) from exc
                 raise
             finally:
                 self._last_attach = trio.current_time()

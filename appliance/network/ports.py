@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..errors import Conflict, InvalidParameter
+from ..errors import InvalidParameter, SystemError_
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +115,17 @@ class Reservation:
 
 def reserve(requests: Sequence[PortRequest], taken: Iterable[Published], endpoint: str,
             container_ip: str) -> Reservation:
-    """Bind every requested port or none: a clash raises Conflict with dockerd's words and
-    closes what was bound. `taken`: ports our other containers hold; `endpoint` is "NAME (ID)"
-    for the message."""
+    """Bind every requested port or none: a clash raises SystemError_ (dockerd's words and its
+    500: libnetwork wraps it as an internal error) and closes what was bound. `taken`: ports our
+    other containers hold; `endpoint` is "NAME (ID)" for the message."""
     held = list(taken)
     out = Reservation()
     try:
         for req in requests:
             host_ip = req.host_ip or "0.0.0.0"
             if req.host_port and any(_overlaps(p, req.proto, host_ip, req.host_port) for p in held):
-                raise Conflict(f"driver failed programming external connectivity on endpoint {endpoint}: "
-                               f"Bind for {host_ip}:{req.host_port} failed: port is already allocated")
+                raise SystemError_(f"driver failed programming external connectivity on endpoint {endpoint}: "
+                                   f"Bind for {host_ip}:{req.host_port} failed: port is already allocated")
             sock = _bind(req, host_ip, endpoint, container_ip)
             pub = Published(req.proto, req.container_port, host_ip, sock.getsockname()[1])
             out.items.append((pub, sock))
@@ -151,11 +151,11 @@ def _bind(req: PortRequest, host_ip: str, endpoint: str, container_ip: str) -> s
         sock.close()
         what = f"{host_ip}:{req.host_port}:{container_ip}:{req.container_port}/{req.proto}"
         if exc.errno == errno.EADDRINUSE:
-            raise Conflict(f"driver failed programming external connectivity on endpoint {endpoint}: "
-                           f"failed to bind host port for {what}: address already in use") from None
+            raise SystemError_(f"driver failed programming external connectivity on endpoint {endpoint}: "
+                               f"failed to bind host port for {what}: address already in use") from None
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise InvalidParameter(f"driver failed programming external connectivity on endpoint {endpoint}: "
-                                   f"failed to bind host port for {what}: cannot assign requested address") from None
+            raise SystemError_(f"driver failed programming external connectivity on endpoint {endpoint}: "
+                               f"failed to bind host port for {what}: cannot assign requested address") from None
         raise
 
 

@@ -74,15 +74,20 @@ def render(walls: Sequence[BridgeWall], ports: Iterable[PortRule]) -> str:
     f += [f":{c} - [0:0]" for c in _CHAINS["filter"]]
     f += [f"-F {c}" for c in _CHAINS["filter"]]
     f.append(f"-A {FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    # Internal networks first: a connection from one to a published port on its gateway is
+    # DNATed to another bridge, and must not pass as "published" below.
+    for w in walls:
+        if w.internal:
+            f.append(f"-A {FORWARD} -i {w.bridge} ! -o {w.bridge} -j DROP")
+            f.append(f"-A {FORWARD} -o {w.bridge} ! -i {w.bridge} -j DROP")
     for w in walls:
         if not w.internal:
             f.append(f"-A {FORWARD} -o {w.bridge} -m conntrack --ctstate DNAT -j ACCEPT")
     for w in walls:
         f.append(f"-A {FORWARD} -i {w.bridge} -o {w.bridge} -j ACCEPT")
         if w.internal:
-            f.append(f"-A {FORWARD} -i {w.bridge} -j DROP")
-            f.append(f"-A {FORWARD} -o {w.bridge} -j DROP")
             f.append(f"-A {INPUT} -i {w.bridge} -d {w.gateway}/32 -p udp --dport 53 -j ACCEPT")
+            f.append(f"-A {INPUT} -i {w.bridge} -d {w.gateway}/32 -p tcp --dport 53 -j ACCEPT")
             f.append(f"-A {INPUT} -i {w.bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
             f.append(f"-A {INPUT} -i {w.bridge} -j DROP")
         else:

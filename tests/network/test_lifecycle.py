@@ -111,7 +111,7 @@ def test_bad_input_gets_dockers_errors_and_changes_nothing(topo):
     mid, mid_leases = agent("counts"), agent("leases")
     b = agent("ctr_create", name="b", network_mode="n1", endpoints={"n1": {"ip": "10.80.0.5"}})
     err = _error(lambda: agent("ctr_start", cid=b))
-    assert (err.type, err.message) == ("Forbidden", "Address already in use")
+    assert (err.type, err.message) == ("Forbidden", "failed to set up container networking: Address already in use")
     assert agent("counts") == mid and agent("leases") == mid_leases
     # connecting to a missing network; removing a network in use (dockerd's 403)
     err = _error(lambda: agent("connect", term="ghost", cid=a))

@@ -54,16 +54,17 @@ def test_a_taken_port_is_a_clean_conflict(topo):
     second = agent("ctr_create", name="second", ports=[["80/tcp", "", "8080"]])
     with pytest.raises(AgentError) as exc:
         agent("ctr_start", cid=second)
-    assert exc.value.type == "Conflict"
+    assert exc.value.type == "SystemError_"  # dockerd: 500
     assert "Bind for 0.0.0.0:8080 failed: port is already allocated" in exc.value.message
-    assert exc.value.message.startswith("driver failed programming external connectivity on endpoint second (")
+    assert exc.value.message.startswith("failed to set up container networking: "
+                                        "driver failed programming external connectivity on endpoint second (")
     assert agent("counts") == before and agent("leases") == leases  # nothing half-made
     # a port some other process on the node holds
     topo.httpd(topo.node_path(), "not a container", port=9090)
     third = agent("ctr_create", name="third", ports=[["80/tcp", "", "9090"]])
     with pytest.raises(AgentError) as exc:
         agent("ctr_start", cid=third)
-    assert exc.value.type == "Conflict"
+    assert exc.value.type == "SystemError_"
     assert "failed to bind host port for 0.0.0.0:9090:" in exc.value.message
     assert "address already in use" in exc.value.message
     assert agent("counts") == before and agent("leases") == leases

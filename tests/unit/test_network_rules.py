@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from appliance.errors import Conflict, InvalidParameter
+from appliance.errors import InvalidParameter, SystemError_
 from appliance.network import ports, rtnl, rules
 from appliance.network.rules import BridgeWall, PortRule
 
@@ -22,8 +22,14 @@ def test_render_walls_and_ports():
     for chain in ("APPL-FORWARD", "APPL-ISOLATE", "APPL-INPUT", "APPL-DNAT", "APPL-POSTROUTING"):
         assert f":{chain} - [0:0]" in lines and f"-F {chain}" in lines
     assert "-A APPL-FORWARD -i br-a -j APPL-ISOLATE" in lines
-    assert "-A APPL-FORWARD -i br-i -j DROP" in lines and "-A APPL-FORWARD -o br-i -j DROP" in lines
+    assert "-A APPL-FORWARD -i br-i ! -o br-i -j DROP" in lines and "-A APPL-FORWARD -o br-i ! -i br-i -j DROP" in lines
+    # an internal network's wall comes before published ports' DNAT accept (its gateway is local)
+    assert lines.index("-A APPL-FORWARD -i br-i ! -o br-i -j DROP") < \
+        lines.index("-A APPL-FORWARD -o br-a -m conntrack --ctstate DNAT -j ACCEPT")
     assert "-A APPL-INPUT -i br-i -j DROP" in lines
+    for proto in ("udp", "tcp"):  # DNS, over UDP and TCP, is the one way to the node
+        assert lines.index(f"-A APPL-INPUT -i br-i -d 10.2.0.1/32 -p {proto} --dport 53 -j ACCEPT") < \
+            lines.index("-A APPL-INPUT -i br-i -j DROP")
     assert "-A APPL-ISOLATE -o br-i -j DROP" in lines
     # replies and published ports pass before any wall
     assert lines.index("-A APPL-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT") < \
@@ -112,7 +118,7 @@ def test_bad_port_keys(key):
 
 def test_reserve_conflicts_with_our_own_ports_in_dockers_words():
     held = [ports.Published("tcp", 80, "0.0.0.0", 18080)]
-    with pytest.raises(Conflict) as exc:
+    with pytest.raises(SystemError_) as exc:  # dockerd: 500
         ports.reserve([ports.PortRequest(80, "tcp", "127.0.0.1", 18080)], held, "web (abc)", "10.0.0.2")
     assert exc.value.message == ("driver failed programming external connectivity on endpoint web (abc): "
                                  "Bind for 127.0.0.1:18080 failed: port is already allocated")
@@ -124,7 +130,7 @@ def test_reserve_is_all_or_nothing():
     blocker.listen()
     taken = blocker.getsockname()[1]
     try:
-        with pytest.raises(Conflict, match="address already in use"):
+        with pytest.raises(SystemError_, match="address already in use"):
             ports.reserve([ports.PortRequest(80, "tcp", "127.0.0.1", 0),
                            ports.PortRequest(81, "tcp", "127.0.0.1", taken)], [], "web (abc)", "10.0.0.2")
         got = ports.reserve([ports.PortRequest(80, "tcp", "127.0.0.1", 0),

@@ -102,6 +102,8 @@ async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, st
             nursery.cancel_scope.cancel()  # the attach ends; the container carries on
 
     async with trio.open_nursery() as nursery:
+        if conns.stdin is not None and conns.stdin is not conns.output:
+            nursery.start_soon(_drain, conns.stdin)
         if opts.stdin:
             nursery.start_soon(copy_stdin)
         while (item := await conns.output.receive()) is not None:
@@ -112,3 +114,14 @@ async def pump(client: AttachClient, conns: AttachConns, opts: AttachOptions, st
     if close_output:
         await client.close_output()
     return detached
+
+
+async def _drain(conn: RuntimeAttach) -> None:
+    """Read and drop what arrives on a stdin-only connection. conmon copies the output to every
+    attach connection and blocks writing to a full one: unread, this one would stop the
+    container's output (every client's and the log's) after a few hundred packets."""
+    try:
+        while await conn.receive() is not None:
+            pass
+    except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+        pass  # closed for EOF (close_stdin) or conmon went away: nothing left to drain

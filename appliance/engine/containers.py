@@ -586,7 +586,7 @@ class ContainerService:
             if rec.host_config.auto_remove:  # the CLI waits for condition=removed after a failed start
                 await self._finish_remove(self._update_state(cid, status="removing") or rec, True)
             if isinstance(exc, ApplianceError) and code in (126, 127):
-                raise InvalidParameter(_docker_start_error(exc)) from exc
+                raise InvalidParameter(_docker_start_error(exc, rec.path)) from exc
             raise
         try:
             height, width = rec.host_config.console_size
@@ -1122,11 +1122,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _docker_start_error(exc: ApplianceError) -> str:
-    """Reword crun's failure as dockerd does; the CLI picks exit 127/126 from these words."""
+def _docker_start_error(exc: ApplianceError, command: str) -> str:
+    """Reword crun's failure as dockerd does; the CLI picks exit 127/126 from these words.
+    crun names the command in quotes when it cannot find it, not when it cannot execute it
+    ("open executable: Permission denied"): then it is the container's own command."""
     text = exc.message.strip()
     m = re.search(r"[`'\"]([^`'\"]+)[`'\"]", text)
-    what = m.group(1) if m else text
+    what = m.group(1) if m else command
     if isinstance(exc, CommandNotFound):
         detail = "executable file not found in $PATH" if "$PATH" in text else "no such file or directory"
     elif isinstance(exc, CommandNotExecutable):

@@ -18,7 +18,7 @@ from ..framing import MUX_CONTENT_TYPE, RAW_CONTENT_TYPE, encoder
 from ..jsonfields import check_filter_keys, parse_filters
 from ..timefmt import parse_unix
 from ..version import at_least
-from .params import api_version, body_json, flag, integer
+from .params import api_version, body_json, flag, integer, uint32
 
 _FILTERS = {"status", "name", "label", "id", "ancestor", "exited", "before", "since", "volume", "network",
             "health", "isolation", "is-task", "publish", "expose"}
@@ -116,7 +116,7 @@ def blueprint(engine) -> Blueprint:
 
     @bp.post("/containers/<ref>/resize")
     async def resize(ref):
-        h, w = _uint32(request.args.get("h", "")), _uint32(request.args.get("w", ""))
+        h, w = uint32("h"), uint32("w")
         await containers.resize(ref, h, w)
         return Response(b"", status=200)
 
@@ -163,16 +163,6 @@ def blueprint(engine) -> Blueprint:
         return Response(body(), content_type=content_type)
 
     return bp
-
-
-def _uint32(text: str) -> int:
-    """Go's strconv.ParseUint(text, 10, 32), with its error text (dockerd's resize route)."""
-    if not text or not text.isascii() or not text.isdigit():
-        raise InvalidParameter(f'strconv.ParseUint: parsing "{text}": invalid syntax')
-    value = int(text)
-    if value >= 1 << 32:
-        raise InvalidParameter(f'strconv.ParseUint: parsing "{text}": value out of range')
-    return value
 
 
 def _networks_of(engine, rec):

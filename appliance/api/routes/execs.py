@@ -10,7 +10,7 @@ from ...engine.detach import parse_detach_keys
 from ...engine.execs import ExecConfig
 from ...errors import InvalidParameter
 from ..jsonfields import get_bool, get_str, get_str_list
-from .params import body_json, integer
+from .params import body_json, uint32
 
 _E = "ExecConfig"
 
@@ -69,10 +69,9 @@ def blueprint(engine) -> Blueprint:
 
     @bp.post("/exec/<exec_id>/resize")
     async def resize(exec_id):
-        h, w = integer("h", 0), integer("w", 0)
-        if not (0 <= h <= 65535 and 0 <= w <= 65535):
-            raise InvalidParameter(f"invalid terminal size {h}x{w}")
-        await execs.resize(exec_id, h, w)
+        # dockerd takes any uint32; the kernel's winsize holds 16 bits, so clamp
+        h, w = uint32("h"), uint32("w")
+        await execs.resize(exec_id, min(h, 65535), min(w, 65535))
         return Response(b"", status=200)
 
     return bp

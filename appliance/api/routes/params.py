@@ -24,6 +24,16 @@ def integer(name: str, default: int | None = None) -> int | None:
         raise InvalidParameter(f"invalid value for {name}: {value!r}") from None
 
 
+def uint32(name: str) -> int:
+    """Go's strconv.ParseUint(value, 10, 32), with its error text (dockerd's resize routes)."""
+    text = request.args.get(name, "")
+    if not text or not text.isascii() or not text.isdigit():
+        raise InvalidParameter(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    if int(text) >= 1 << 32:
+        raise InvalidParameter(f'strconv.ParseUint: parsing "{text}": value out of range')
+    return int(text)
+
+
 async def body_json(allow_empty: bool = True) -> dict:
     from ..jsonfields import parse_json
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +24,12 @@ from pathlib import Path
 import trio
 
 from ..errors import (
-    ApplianceError, Conflict, InvalidParameter, NotFound, NotModified, SystemError_,
+    ApplianceError,
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    SystemError_,
 )
 from ..runtime import spec as rspec
 from ..runtime.conmon_proto import CommandNotExecutable, CommandNotFound
@@ -33,7 +37,13 @@ from ..runtime.logfile import LogFollower, select
 from ..runtime.resources import MemoryBelowUsage
 from ..store import Store
 from ..store.records import (
-    LIVE_STATUSES, ContainerConfig, ContainerRecord, HealthResult, HealthState, HostConfig, MountPoint,
+    LIVE_STATUSES,
+    ContainerConfig,
+    ContainerRecord,
+    HealthResult,
+    HealthState,
+    HostConfig,
+    MountPoint,
 )
 from . import health as health_rules
 from . import mounts as mount_rules
@@ -43,7 +53,7 @@ from .detach import parse_detach_keys
 from .events import EventLog
 from .naming import check_container_name, generated_name, new_id
 from .networks import build_init_layer
-from .process import command_line, merge_env, resolve_user_in
+from .process import command_line, exec_failure, merge_env, resolve_user_in
 from .signals import parse_signal
 
 log = logging.getLogger(__name__)
@@ -1123,17 +1133,8 @@ def _alive(pid: int) -> bool:
 
 
 def _docker_start_error(exc: ApplianceError, command: str) -> str:
-    """Reword crun's failure as dockerd does; the CLI picks exit 127/126 from these words.
-    crun names the command in quotes when it cannot find it, not when it cannot execute it
-    ("open executable: Permission denied"): then it is the container's own command."""
-    text = exc.message.strip()
-    m = re.search(r"[`'\"]([^`'\"]+)[`'\"]", text)
-    what = m.group(1) if m else command
-    if isinstance(exc, CommandNotFound):
-        detail = "executable file not found in $PATH" if "$PATH" in text else "no such file or directory"
-    elif isinstance(exc, CommandNotExecutable):
-        detail = "permission denied"
-    else:
-        return f"failed to create task for container: OCI runtime create failed: {text}"
-    return (f"failed to create task for container: OCI runtime create failed: unable to start "
-            f'container process: exec: "{what}": {detail}')
+    """Reword crun's failure as dockerd does; the CLI picks exit 127/126 from these words."""
+    failure = exec_failure(exc, command)
+    if failure is None:
+        return f"failed to create task for container: OCI runtime create failed: {exc.message.strip()}"
+    return f"failed to create task for container: OCI runtime create failed: unable to start container process: {failure}"

@@ -17,10 +17,16 @@ import trio
 from ..errors import ApplianceError, Conflict, InvalidParameter, NotFound
 from ..runtime.conmon_proto import CommandNotExecutable, CommandNotFound
 from ..runtime.spec import ExecSpec
-from .detach import DEFAULT_DETACH_KEYS
 from .attach import AttachClient, AttachConns, AttachOptions, pump
+from .detach import DEFAULT_DETACH_KEYS
 from .naming import new_id
-from .process import command_line, executable_in, merge_env, resolve_user_in
+from .process import (
+    command_line,
+    exec_failure,
+    executable_in,
+    merge_env,
+    resolve_user_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +120,7 @@ class ExecService:
             session = await self._open_session(inst, spec)
         except (CommandNotFound, CommandNotExecutable) as exc:
             inst.exit_code = 127 if isinstance(exc, CommandNotFound) else 126
-            await client.send_output(1, (_docker_exec_error(exc) + "\r\n").encode())
+            await client.send_output(1, (_docker_exec_error(exc, inst.config.cmd[0]) + "\r\n").encode())
             await client.close_output()
             return
         except ApplianceError as exc:
@@ -201,12 +207,6 @@ def _check_runnable(rec) -> None:
         raise Conflict(f"container {rec.id} is not running")
 
 
-def _docker_exec_error(exc: ApplianceError) -> str:
-    import re
-
-    m = re.search(r"[`'\"]([^`'\"]+)[`'\"]", exc.message)
-    what = m.group(1) if m else exc.message
-    detail = "permission denied" if isinstance(exc, CommandNotExecutable) else \
-        "executable file not found in $PATH"
-    return (f"OCI runtime exec failed: exec failed: unable to start container process: exec: "
-            f'"{what}": {detail}: unknown')
+def _docker_exec_error(exc: ApplianceError, command: str) -> str:
+    failure = exec_failure(exc, command) or exc.message.strip()
+    return f"OCI runtime exec failed: exec failed: unable to start container process: {failure}: unknown"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
+from ..errors import ApplianceError
+from ..runtime.conmon_proto import CommandNotExecutable, CommandNotFound
 from ..runtime.users import resolve_user
 from .filesystem.scope import RootScope
 
@@ -19,6 +22,23 @@ def merge_env(base: list[str], extra: list[str], *, default_path: bool = False) 
     if default_path and "PATH" not in merged:
         merged = {"PATH": DEFAULT_PATH, **merged}
     return list(merged.values())
+
+
+def exec_failure(exc: ApplianceError, command: str) -> str | None:
+    """`exec: "CMD": DETAIL`, runc's words for a process that could not start, from crun's
+    CommandNotFound / CommandNotExecutable (None for other failures). crun quotes the command
+    when it cannot find it, not when it cannot execute it ("open executable: Permission
+    denied"): then it is the command we asked for."""
+    if not isinstance(exc, (CommandNotFound, CommandNotExecutable)):
+        return None
+    text = exc.message.strip()
+    m = re.search(r"[`'\"]([^`'\"]+)[`'\"]", text)
+    what = m.group(1) if m else command
+    if isinstance(exc, CommandNotExecutable):
+        detail = "permission denied"
+    else:
+        detail = "executable file not found in $PATH" if "$PATH" in text else "no such file or directory"
+    return f'exec: "{what}": {detail}'
 
 
 def command_line(cmd: list[str] | tuple[str, ...]) -> str:

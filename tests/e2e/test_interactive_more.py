@@ -315,8 +315,6 @@ def test_a_non_executable_command_is_126_naming_it_like_docker(node):
     assert b'unable to start container process: exec: "/etc/passwd": permission denied' in res.stderr, res.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="engine/execs.py _docker_exec_error quotes crun's own words "
-                   "('open executable: Permission denied') instead of the command; reported, not owned here")
 def test_exec_of_a_non_executable_command_names_it_like_docker(node):
     cid = node.out("run", "-d", "busybox", "sleep", "300")
     try:

@@ -114,7 +114,7 @@ def make_hijack_handler(engine):
             if exec_match:
                 body = parse_json(req.body)
                 if get_bool(body, "Detach", "ExecStartCheck"):
-                    engine.execs.start_detached(exec_match.group(1))
+                    await engine.execs.start_detached(exec_match.group(1))
                     await conn.send_empty(200)
                 else:
                     await engine.execs.start(exec_match.group(1), get_streams)

@@ -176,21 +176,20 @@ class ExecService:
     def _event(self, inst: ExecInstance, action: str, **extra: str) -> None:
         self._containers.publish_event(inst.container_id, action, execID=inst.id, **extra)
 
-    def start_detached(self, exec_id: str) -> None:
+    async def start_detached(self, exec_id: str) -> None:
+        """`docker exec -d`: answers once the process runs, as dockerd does (an inspect or a
+        resize right after sees it running); conmon keeps it, a task of the service records
+        its end."""
         inst, spec = self._prepare(exec_id)
         assert self._nursery is not None, "ExecService.run() owns detached execs"
         self._event(inst, f"exec_start: {command_line(inst.config.cmd)}")
-        self._nursery.start_soon(self._run_detached, inst, spec)
-
-    async def _run_detached(self, inst: ExecInstance, spec: ExecSpec) -> None:
         try:
             session = await self._runtime.exec(inst.container_id, inst.id, spec, attach=False)
-        except ApplianceError as exc:
+        except (CommandNotFound, CommandNotExecutable) as exc:
             inst.exit_code = 127 if isinstance(exc, CommandNotFound) else 126
-            log.info("detached exec %s failed: %s", inst.id, exc.message)
-            return
+            raise InvalidParameter(_docker_exec_error(exc, inst.config.cmd[0])) from exc
         inst.running, inst.session = True, session
-        await self._finish(inst, session)
+        self._nursery.start_soon(self._finish, inst, session)
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         inst = self.get(exec_id)

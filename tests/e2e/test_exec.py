@@ -29,6 +29,9 @@ def test_exec_missing_binary_is_127_and_stopped_container_is_refused(node):
     res = node.docker("exec", "ex2", "no-such-tool", check=False)
     assert res.returncode == 127
     assert b'exec: "no-such-tool": executable file not found in $PATH' in res.stdout + res.stderr
+    res = node.docker("exec", "-d", "ex2", "no-such-tool", check=False)  # detached: the start answers it
+    assert res.returncode != 0
+    assert b'exec: "no-such-tool": executable file not found in $PATH' in res.stderr
     node.docker("kill", "ex2")
     res = node.docker("exec", "ex2", "true", check=False)
     assert res.returncode == 1

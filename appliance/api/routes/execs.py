@@ -60,7 +60,7 @@ def blueprint(engine) -> Blueprint:
         body = await body_json()
         if not get_bool(body, "Detach", "ExecStartCheck"):
             raise InvalidParameter("an attached exec start needs a fresh connection with 'Upgrade: tcp'")
-        execs.start_detached(exec_id)
+        await execs.start_detached(exec_id)
         return Response(b"", status=200)
 
     @bp.get("/exec/<exec_id>/json")

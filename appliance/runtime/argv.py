@@ -5,6 +5,7 @@ Layout under the node's state dir:
     containers/<id>/            the OCI bundle; conmon's cwd
         upper/  work/  ctr.log      outlive a run: the writable layer and the log
         rootfs/                     the overlay mount point, mounted while a run exists
+        sysfs/                      the container's /sys, mounted in its netns while a run exists
         config.json  ctr.pid  conmon.pid  ctl  winsz  attach  oom    one run's
         persist/exit  persist/oom   exit code and OOM flag, written by conmon
         exits/<id>                  exit code again (conmon's --exit-dir)
@@ -36,6 +37,10 @@ class ContainerPaths:
     @property
     def rootfs(self) -> Path:
         return self.bundle / "rootfs"
+
+    @property
+    def sysfs(self) -> Path:
+        return self.bundle / "sysfs"
 
     @property
     def upper(self) -> Path:

@@ -40,6 +40,7 @@ from appliance.errors import Conflict, NotFound, SystemError_
 from appliance.runtime import cgroups
 from appliance.runtime import resources as resources_mod
 from appliance.runtime import rootfs as rootfs_mod
+from appliance.runtime import sysfs as sysfs_mod
 from appliance.runtime.argv import (
     ContainerPaths,
     ExecPaths,
@@ -66,6 +67,7 @@ from appliance.runtime.spec import (
     ExecSpec,
     IdMap,
     Resources,
+    needs_sysfs,
     oci_config,
     oci_process,
 )
@@ -126,6 +128,12 @@ def _remove_run_files(p: ContainerPaths) -> None:
         f.unlink(missing_ok=True)
     for d in (p.persist, p.exits, p.execs):
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _unmount_run(p: ContainerPaths) -> None:
+    """The mounts one run holds: the overlay and the node-made sysfs (runtime/sysfs.py)."""
+    sysfs_mod.unmount(p.sysfs)
+    rootfs_mod.unmount(p.rootfs)
 
 
 def _unread(fd: int) -> int:
@@ -254,8 +262,12 @@ class Runtime:
 
     def _write_bundle(self, spec: ContainerSpec, rootfs: Path, p: ContainerPaths) -> None:
         seccomp = None if spec.seccomp_unconfined else default_seccomp(spec.capabilities)
-        config = oci_config(spec, str(rootfs), seccomp, self.nofile)
         p.bundle.mkdir(mode=0o711, exist_ok=True)
+        sysfs_source = None
+        if needs_sysfs(spec):  # crun cannot mount this container's sysfs: runtime/sysfs.py
+            sysfs_mod.mount(Path(spec.netns_path), p.sysfs)
+            sysfs_source = str(p.sysfs)
+        config = oci_config(spec, str(rootfs), seccomp, self.nofile, sysfs_source=sysfs_source)
         _remove_run_files(p)  # a previous run's, if cleanup() was skipped
         for d in (p.persist, p.exits):
             d.mkdir(exist_ok=True)
@@ -398,8 +410,8 @@ class Runtime:
 
     async def cleanup(self, cid: str) -> None:
         """Release what one run of the container holds: its runtime state and processes
-        (killed if still running), overlay mount, cgroups and per-run files. The writable
-        layer and the log stay, as Docker keeps them across stop/start, and the next
+        (killed if still running), overlay and sysfs mounts, cgroups and per-run files. The
+        writable layer and the log stay, as Docker keeps them across stop/start, and the next
         prepare_rootfs + create starts a new run. Idempotent; fine on half-made runs."""
         p = self.paths(cid)
         cgroup_paths = set()
@@ -417,7 +429,7 @@ class Runtime:
                 raise SystemError_(f"cannot delete container {cid}: "
                                    f"{done.stderr.decode(errors='replace').strip()}")
         await self._wait_conmon_gone(cid, p)
-        await trio.to_thread.run_sync(rootfs_mod.unmount, p.rootfs)
+        await trio.to_thread.run_sync(_unmount_run, p)
         for path in cgroup_paths:
             await self._remove_cgroup(path)
         await trio.to_thread.run_sync(_remove_run_files, p)
@@ -427,6 +439,8 @@ class Runtime:
         p = self.paths(cid)
         await self.cleanup(cid)
         await trio.to_thread.run_sync(rootfs_mod.remove_rootfs, p.rootfs, p.upper, p.work)
+        if rootfs_mod.is_mounted(p.sysfs):  # never rmtree through a mount
+            raise SystemError_(f"{p.sysfs} is still mounted")
         await trio.to_thread.run_sync(shutil.rmtree, p.bundle, True)
 
     async def _wait_conmon_gone(self, cid: str, p: ContainerPaths, timeout: float = 10.0) -> None:
@@ -554,8 +568,8 @@ class Runtime:
     # -- reconcile -------------------------------------------------------------------------
 
     def leftovers(self, known_ids: set[str] | frozenset[str]) -> set[str]:
-        """Ids with any trace on this node (bundle, crun state, overlay mount, cgroup under
-        cgroup_parent) that the engine does not know; remove(cid) clears each. Cheap: a
+        """Ids with any trace on this node (bundle, crun state, overlay or sysfs mount, cgroup
+        under cgroup_parent) that the engine does not know; remove(cid) clears each. Cheap: a
         few directory scans and one mountinfo read."""
         found = set(self.bundle_ids())
         try:

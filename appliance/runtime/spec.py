@@ -161,15 +161,24 @@ def container_env(image_env: tuple[str, ...] | list[str], config_env: tuple[str,
     return tuple(merged[k] for k in order)
 
 
-def _default_mounts(spec: ContainerSpec) -> list[dict]:
+def needs_sysfs(spec: ContainerSpec) -> bool:
+    """Whether the node must mount the container's sysfs (oci_config's sysfs_source)."""
+    return spec.idmap is not None and spec.netns_path is not None
+
+
+def _default_mounts(spec: ContainerSpec, sysfs_source: str | None) -> list[dict]:
     # moby oci/defaults.go, plus daemon/oci_linux.go's /dev/shm size.
-    # /sys: a fresh sysfs belongs to the network namespace's owning user namespace. In a user
-    # namespace joined to a netns owned by the host userns (netns_path set) the kernel refuses
-    # the sysfs mount (EPERM), so fall back to a read-only recursive bind of the host's /sys,
-    # which is what podman does for the same case.
-    if spec.idmap is not None and spec.netns_path is not None:
-        sys_mount = {"destination": "/sys", "type": "bind", "source": "/sys",
-                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    # /sys: a fresh sysfs belongs to the network namespace's owning user namespace, and shows
+    # that namespace's devices. In a user namespace joined to a netns owned by the host userns
+    # (netns_path set) the kernel refuses crun's sysfs mount (EPERM), and the bind of the host's
+    # /sys that runc and podman fall back to shows the machine's interfaces. There the node
+    # mounts a sysfs from inside the netns itself (runtime/sysfs.py) and it is bound here.
+    if needs_sysfs(spec):
+        if sysfs_source is None:
+            raise ValueError("a user-namespaced container joining a network namespace needs "
+                             "a sysfs mounted in that namespace (sysfs_source)")
+        sys_mount = {"destination": "/sys", "type": "bind", "source": sysfs_source,
+                     "options": ["bind", "nosuid", "noexec", "nodev", "ro"]}
     else:
         sys_mount = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                      "options": ["nosuid", "noexec", "nodev", "ro"]}
@@ -195,11 +204,11 @@ def _is_under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent + "/") or parent == "/"
 
 
-def _mounts(spec: ContainerSpec) -> list[dict]:
+def _mounts(spec: ContainerSpec, sysfs_source: str | None) -> list[dict]:
     # A user mount replaces a default mount at the same place or above it (a user /dev drops
     # the default /dev, /dev/pts, /dev/shm and /dev/mqueue), as in daemon/oci_linux.go.
     user_dests = [m.destination for m in spec.mounts]
-    out = [m for m in _default_mounts(spec)
+    out = [m for m in _default_mounts(spec, sysfs_source)
            if not any(_is_under(m["destination"], d) for d in user_dests)]
     for m in spec.mounts:
         out.append({"destination": m.destination, "type": m.type, "source": m.source,
@@ -312,12 +321,14 @@ def oci_process(spec: ContainerSpec | ExecSpec, nofile: tuple[int, int]) -> dict
 
 
 def oci_config(spec: ContainerSpec, rootfs: str, seccomp: dict | None,
-               nofile: tuple[int, int]) -> dict:
+               nofile: tuple[int, int], *, sysfs_source: str | None = None) -> dict:
     """The OCI runtime config for spec, with its root filesystem at rootfs (absolute).
 
     seccomp is an OCI linux.seccomp object (seccomp.default_seccomp(caps)) or None for
     unconfined. nofile is (soft, hard) for RLIMIT_NOFILE: it must not exceed the caller's own
     hard limit, because raising a hard limit needs CAP_SYS_RESOURCE, which this node lacks.
+    sysfs_source is the sysfs the node mounted in spec.netns_path (runtime/sysfs.py), bound at
+    /sys; required when the container gets a user namespace and joins that netns (needs_sysfs).
     """
     if not spec.cgroup_path.startswith("/"):
         raise InvalidParameter(f"cgroup path must be absolute: {spec.cgroup_path!r}")
@@ -342,7 +353,7 @@ def oci_config(spec: ContainerSpec, rootfs: str, seccomp: dict | None,
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": rootfs, "readonly": spec.readonly_rootfs},
-        "mounts": _mounts(spec),
+        "mounts": _mounts(spec, sysfs_source),
         "linux": linux,
     }
     if spec.hostname:

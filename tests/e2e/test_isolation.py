@@ -111,3 +111,52 @@ def test_writes_go_to_the_containers_own_upper_dir(node):
     layers = node.data_root / "image" / "layers"
     assert not list(layers.glob("*/hello"))
     node.docker("rm", "writer")
+
+
+def _node_mounts(node, cid: str) -> list[str]:
+    """The container's mounts in the node's (private) mount namespace."""
+    with open(f"/proc/{node.proc.pid}/mountinfo") as f:
+        return [line.split()[4] for line in f if f"/containers/{cid}/" in line.split()[4] + "/"]
+
+
+def test_sys_is_the_containers_own_sysfs(node):
+    # Not the host's /sys (the machine's interfaces and MACs): a sysfs mounted in the
+    # container's network namespace, read-only, with the masked paths still masked.
+    cid = node.out("run", "-d", "busybox", "sleep", "300")
+    try:
+        mac = node.out("inspect", "-f", "{{.NetworkSettings.MacAddress}}", cid)
+        out = node.out("exec", cid, "sh", "-c",
+                       "echo $(ls /sys/class/net); cat /sys/class/net/eth0/address; "
+                       "awk '$5 == \"/sys\"' /proc/self/mountinfo | sed 's/.* - //'; "
+                       "echo 1 > /sys/class/net/lo/mtu 2>/dev/null && echo mtu-writable; "
+                       "touch /sys/x 2>/dev/null && echo sysfs-writable; ls /sys/firmware | wc -l")
+        lines = out.splitlines()
+        assert lines[0].split() == ["eth0", "lo"]
+        assert lines[1] == mac
+        fstype, _source, options = lines[2].split()
+        assert fstype == "sysfs" and "ro" in options.split(",")
+        assert lines[3:] == ["0"]
+        # the pinned sysfs lives with the run
+        assert f"{node.data_root}/containers/{cid}/sysfs" in _node_mounts(node, cid)
+        node.docker("stop", "-t", "0", cid)
+        assert not [m for m in _node_mounts(node, cid) if m.endswith("/sysfs")]
+        node.docker("start", cid)  # a new run, a new namespace: a new sysfs
+        assert node.out("exec", cid, "ls", "/sys/class/net").split() == ["eth0", "lo"]
+    finally:
+        node.docker("rm", "-f", cid)
+    assert _node_mounts(node, cid) == []
+
+
+def test_sys_follows_networks_connected_later_and_none_has_loopback_only(node):
+    assert node.out("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").split() == ["lo"]
+    node.docker("network", "create", "sysnet")
+    cid = node.out("run", "-d", "busybox", "sleep", "300")
+    try:
+        node.docker("network", "connect", "sysnet", cid)
+        assert node.out("exec", cid, "ls", "/sys/class/net").split() == ["eth0", "eth1", "lo"]
+        node.docker("network", "disconnect", "sysnet", cid)
+        assert node.out("exec", cid, "ls", "/sys/class/net").split() == ["eth0", "lo"]
+    finally:
+        node.docker("rm", "-f", cid)
+        node.docker("network", "rm", "sysnet")
+    assert _node_mounts(node, cid) == []

@@ -28,6 +28,19 @@ def _restart(box, sig=signal.SIGKILL):
     return box["node"]
 
 
+def _mounted_ids(node) -> dict[str, set[str]]:
+    """Container id -> what of it is mounted in the node's mount namespace (rootfs, sysfs)."""
+    prefix = f"{node.data_root}/containers/"
+    out: dict[str, set[str]] = {}
+    with open(f"/proc/{node.proc.pid}/mountinfo") as f:
+        for line in f:
+            point = line.split()[4]
+            if point.startswith(prefix):
+                cid, _, what = point[len(prefix):].partition("/")
+                out.setdefault(cid, set()).add(what)
+    return out
+
+
 def test_containers_outlive_a_killed_node_and_exits_while_down_are_recorded(crashable):
     node = crashable["node"]
     node.docker("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
@@ -44,6 +57,12 @@ def test_containers_outlive_a_killed_node_and_exits_while_down_are_recorded(cras
     assert not state[2].startswith("0001")
     assert node.out("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "ticker") == f"running {ticker_pid}"
     assert node.out("inspect", "-f", "{{.State.Status}}", "idle") == "created"
+    # the running one keeps its mounts (its own /sys too); the one that ended while down lost them
+    ids = {name: node.out("inspect", "-f", "{{.Id}}", name) for name in ("ticker", "short")}
+    mounted = _mounted_ids(node)
+    assert mounted.get(ids["ticker"]) == {"rootfs", "sysfs"}
+    assert ids["short"] not in mounted
+    assert node.out("exec", "ticker", "ls", "/sys/class/net").split() == ["eth0", "lo"]
     lines = node.out("logs", "ticker").splitlines()
     deadline = time.monotonic() + 5
     while len(node.out("logs", "ticker").splitlines()) <= len(lines) and time.monotonic() < deadline:
@@ -82,6 +101,7 @@ def test_every_acknowledged_run_survives_kill_9_mid_stream(crashable):
         assert listed.get(cid) == "running", cid
     bundles = {p.name for p in (node.data_root / "containers").iterdir()}
     assert bundles <= set(listed), "leftover bundles of containers the store does not know"
+    assert set(_mounted_ids(node)) <= set(listed), "leftover mounts (overlay, sysfs) of unknown containers"
     assert all(state in ("running", "created", "exited") for state in listed.values())
 
 

@@ -144,17 +144,33 @@ def test_user_namespace_root_is_host_uid_100000(agent, node):
 
 
 def test_user_namespace_joining_a_prepared_netns(agent):
-    # sysfs cannot be mounted from a userns into a netns the host userns owns, so the spec
-    # binds the host's /sys read-only (crun would fall back to the same). /sys/class/net
-    # then lists the host's interfaces, but the netns itself is the prepared one:
-    # /proc/net/dev (per netns) shows loopback only.
+    # crun cannot mount sysfs from a userns into a netns the host userns owns, so the node
+    # mounts one from inside that netns and it is bound at /sys: /sys/class/net lists the
+    # netns's devices (loopback only), never the machine's, and stays read-only.
     netns = agent("make_netns", name="n1")
     try:
         r = agent("run", args=["sh", "-c", ("tail -n +3 /proc/net/dev | cut -d: -f1; id -u; "
-                                           "cat /proc/self/uid_map; touch /sys/x; echo sys=$?")],
+                                           "cat /proc/self/uid_map; ls /sys/class/net; "
+                                           "touch /sys/x; echo sys=$?; ls /sys/firmware | wc -l")],
                   spec={"idmap": {"host_base": 100000, "size": 65536}, "netns_path": netns})
         assert r["code"] == 0, r["stderr"]
-        assert r["stdout"].split() == ["lo", "0", "0", "100000", "65536", "sys=1"]
+        assert r["stdout"].split() == ["lo", "0", "0", "100000", "65536", "lo", "sys=1", "0"]
+        assert not [m for m in agent("mounts") if m.endswith("/sysfs")]  # the run's end unmounted it
+    finally:
+        agent("drop_netns", path=netns)
+
+
+def test_sysfs_mount_lives_with_the_run_and_the_leftover_sweep_clears_it(agent, node):
+    netns = agent("make_netns", name="n2")
+    try:
+        c = agent("run_detached", args=["sleep", "100"],
+                  spec={"idmap": {"host_base": 100000, "size": 65536}, "netns_path": netns})
+        sysfs = str(node.state_dir / "node/containers" / c["id"] / "sysfs")
+        assert sysfs in agent("mounts")
+        assert c["id"] in agent("leftovers")  # what a restarted node that lost the record would sweep
+        agent("remove", id=c["id"])
+        assert sysfs not in agent("mounts")
+        assert not (node.state_dir / "node/containers" / c["id"]).exists()
     finally:
         agent("drop_netns", path=netns)
 

@@ -15,6 +15,7 @@ from appliance.runtime.spec import (
     MountSpec,
     Resources,
     container_env,
+    needs_sysfs,
     oci_config,
 )
 
@@ -27,7 +28,8 @@ def spec(**kw) -> ContainerSpec:
 
 
 def config(s: ContainerSpec | None = None, **kw) -> dict:
-    return oci_config(s or spec(), "/r/rootfs", kw.pop("seccomp", None), kw.pop("nofile", (20000, 20000)))
+    return oci_config(s or spec(), "/r/rootfs", kw.pop("seccomp", None), kw.pop("nofile", (20000, 20000)),
+                      **kw)
 
 
 def test_process_fields():
@@ -99,12 +101,19 @@ def test_default_mounts():
     assert "newinstance" in mounts["/dev/pts"]["options"]
 
 
-def test_sysfs_becomes_a_bind_in_a_userns_joining_a_host_netns():
-    # The kernel refuses a sysfs mount there; the fresh-netns case keeps a real sysfs.
+def test_sysfs_is_the_nodes_own_mount_in_a_userns_joining_a_host_netns():
+    # The kernel refuses crun's sysfs mount there, and the host's /sys would show the machine's
+    # interfaces: the node mounts one inside the netns (runtime/sysfs.py) and it is bound,
+    # read-only. The fresh-netns case keeps a real sysfs.
     s = spec(idmap=IdMap(), netns_path="/run/netns/x")
-    sys_mount = next(m for m in config(s)["mounts"] if m["destination"] == "/sys")
-    assert sys_mount["type"] == "bind" and sys_mount["source"] == "/sys"
-    assert "rbind" in sys_mount["options"] and "ro" in sys_mount["options"]
+    assert needs_sysfs(s)
+    sys_mount = next(m for m in config(s, sysfs_source="/data/containers/c1/sysfs")["mounts"]
+                     if m["destination"] == "/sys")
+    assert sys_mount == {"destination": "/sys", "type": "bind", "source": "/data/containers/c1/sysfs",
+                         "options": ["bind", "nosuid", "noexec", "nodev", "ro"]}
+    with pytest.raises(ValueError):
+        config(s)  # never the host's /sys
+    assert not needs_sysfs(spec(idmap=IdMap())) and not needs_sysfs(spec(netns_path="/run/netns/x"))
     fresh = next(m for m in config(spec(idmap=IdMap()))["mounts"] if m["destination"] == "/sys")
     assert fresh["type"] == "sysfs"
 

@@ -209,7 +209,13 @@ class Front:
 
     async def _dispatch(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-        event, consumed = await _read_head(stream, conn)
+        # A connection must bring its first head within the idle limit hypercorn applies between
+        # requests: one that sends nothing (or dribbles) would otherwise be held forever.
+        with trio.move_on_after(self._config.keep_alive_timeout) as waited:
+            event, consumed = await _read_head(stream, conn)
+        if waited.cancelled_caught:
+            log.debug("no request head within %ss: closing", self._config.keep_alive_timeout)
+            return
         request = _hijack_request(event) if isinstance(event, h11.Request) else None
         if request is None:
             await TCPServer(self._app, self._config, self._context,

@@ -28,21 +28,7 @@ import pytest
 from tests.e2e.test_attach import Pty
 from tests.support.http import request
 from tests.support.node import DOCKER
-
-
-def until(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
-
-
-def inspect(node, ref) -> dict:
-    return json.loads(node.out("inspect", ref))[0]
+from tests.support.poll import inspect, until
 
 
 def set_window(cli: Pty, rows: int, cols: int) -> None:

@@ -103,7 +103,6 @@ class PipeExecSession:
         """The exec's exit code: the process's, 128+signal if it was killed; 127/126 when
         crun itself could not run it (the command vanished between the check and the exec)."""
         code = await self._process.wait()
-        import time as _t; self._exit_at = _t.perf_counter()
         if code < 0:
             return 128 - code
         if code == _CRUN_FAILED:

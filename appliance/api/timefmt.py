@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 
+from ..engine.filters import parse_docker_time
+from ..errors import InvalidParameter
 from ..runtime.timestamps import format_rfc3339nano
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -15,23 +17,14 @@ def rfc3339(ns: int) -> str:
 
 
 def parse_unix(value: str) -> int | None:
-    """'1700000000', '1700000000.123456789' or an RFC3339 time -> ns; '' -> None."""
+    """A `since`/`until` argument as dockerd reads it (engine/filters.parse_docker_time)
+    -> ns; '' -> None."""
     if not value:
         return None
     try:
-        if "." in value:
-            secs, frac = value.split(".", 1)
-            return int(secs) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
-        return int(value) * 1_000_000_000
+        return parse_docker_time(value, time.time_ns())
     except ValueError:
-        pass
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        from ..errors import InvalidParameter
-
         raise InvalidParameter(f"invalid time: {value!r}") from None
-    return int(t.timestamp() * 1_000_000_000)
 
 
 def human_duration(seconds: float) -> str:

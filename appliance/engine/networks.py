@@ -67,7 +67,7 @@ from ..store.records import (
     SandboxRecord,
 )
 from .events import EventLog
-from .filters import labels_match, value_matches
+from .filters import labels_match, parse_docker_time, value_matches
 from .naming import new_id
 
 log = logging.getLogger(__name__)
@@ -1340,22 +1340,7 @@ def _int_option(options: Mapping[str, str], key: str, default: int, lo: int, hi:
 
 def _parse_until(value: str) -> int:
     """`until=` as a timestamp or a Go duration (10m, 2h30m) before now; ns since the epoch."""
-    m = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms|us|ns))+)", value)
-    if m:
-        total = 0.0
-        for num, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)", value):
-            total += float(num) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[unit]
-        return time.time_ns() - int(total * 1e9)
     try:
-        if "." in value:
-            secs, frac = value.split(".", 1)
-            return int(secs) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
-        return int(value) * 1_000_000_000
-    except ValueError:
-        pass
-    import datetime as dt
-
-    try:
-        return int(dt.datetime.fromisoformat(value).timestamp() * 1e9)
+        return parse_docker_time(value, time.time_ns())
     except ValueError:
         raise InvalidParameter(f"invalid filter 'until={value}'") from None

@@ -18,7 +18,9 @@ from datetime import datetime
 
 import docker
 import pytest
+
 from tests.support.http import UnixConnection
+from tests.support.tarballs import tar_of as _tar
 
 API = "/v1.50"
 
@@ -50,19 +52,6 @@ def _store_state(node) -> dict[str, list[str]]:
 
 def _image_id(node, name: str) -> str:
     return node.out("image", "inspect", "-f", "{{.Id}}", name)
-
-
-def _tar(entries) -> bytes:
-    """A tar from (TarInfo, data-or-None) pairs."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in entries:
-            if data is not None:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-            else:
-                tar.addfile(info)
-    return buf.getvalue()
 
 
 def _file(name: str, data: bytes = b"x\n", mode: int = 0o644):

@@ -33,6 +33,7 @@ from appliance.engine.filesystem.scope import RootScope
 from appliance.engine.filesystem.tarstream import END_OF_ARCHIVE, TarWriter
 from appliance.errors import InvalidParameter
 from appliance.store.records import ContainerConfig
+from tests.support.tarballs import tar_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mknod, trusted xattrs)")
 
@@ -49,15 +50,7 @@ def _tar_of_tree(path: Path, **kw) -> tarfile.TarFile:
 
 
 def _tar(*entries) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in entries:
-            if data is not None:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-            else:
-                tar.addfile(info)
-    return buf.getvalue()
+    return tar_of(entries)
 
 
 def _entry(name, kind=tarfile.REGTYPE, *, mode=0o644, uid=0, gid=0, linkname="", data=None):
